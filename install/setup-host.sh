@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Idempotent host setup for development, tests and CI (Debian 12, as root).
+# Installs the real components the agent drives and its tests start (shared/HOST.md), configures
+# Podman for this kind of host (runc, ulimits within the hard limits), and creates the local test
+# image localhost/busybox:test. Safe to run any number of times.
+set -euo pipefail
+
+PACKAGES=(podman runc caddy dnsmasq dnsutils wireguard-tools wireguard-go iproute2 docker-registry
+          buildah skopeo busybox-static git curl ca-certificates iptables)
+TEST_IMAGE=localhost/busybox:test
+MARKER="# managed by techulus-agent install/setup-host.sh"
+
+say() { printf '[setup-host] %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  say "must run as root (it installs packages and configures podman)"; exit 2
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "packages already installed"
+fi
+
+# Debian starts these as services when systemd is PID 1; the agent and the tests run their own.
+for svc in caddy dnsmasq docker-registry; do
+  if [ -d /run/systemd/system ]; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+done
+
+conf=/etc/containers/containers.conf
+if [ ! -f "$conf" ] || grep -q "$MARKER" "$conf"; then
+  nofile_hard=$(ulimit -Hn)
+  limit=10000
+  if [ "$nofile_hard" != "unlimited" ] && [ "$nofile_hard" -lt "$limit" ]; then limit=$nofile_hard; fi
+  desired=$(cat <<CONF
+$MARKER
+# runc: crun fails on cgroups v1 hybrid hosts; ulimits must stay within the hard limits.
+[containers]
+default_ulimits = ["nofile=$limit:$limit","nproc=$limit:$limit"]
+
+[engine]
+runtime = "runc"
+CONF
+)
+  if [ "$(cat "$conf" 2>/dev/null)" != "$desired" ]; then
+    say "writing $conf"
+    mkdir -p /etc/containers
+    printf '%s\n' "$desired" > "$conf"
+  fi
+else
+  say "$conf exists and is not ours; leaving it (it needs runtime = \"runc\" and default_ulimits within the hard limits)"
+fi
+
+if ! podman image exists "$TEST_IMAGE" 2>/dev/null; then
+  say "creating $TEST_IMAGE from busybox-static"
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
+  mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/var/www"
+  cp /bin/busybox "$root/bin/busybox"
+  for tool in sh sleep httpd wget cat echo ls nc ping nslookup env kill ps mkdir rm true false id hostname; do
+    ln -sf busybox "$root/bin/$tool"
+  done
+  echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+  echo "root:x:0:" > "$root/etc/group"
+  tar -C "$root" -cf "$root.tar" .
+  podman import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' "$root.tar" "$TEST_IMAGE" >/dev/null
+  rm -f "$root.tar"
+fi
+say "host ready ($(podman --version), $(caddy version 2>/dev/null | cut -d' ' -f1), dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}'))"

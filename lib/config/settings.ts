@@ -1,0 +1,198 @@
+import { existsSync, readFileSync } from "node:fs";
+import { z } from "zod";
+import { UsageError } from "../errors.ts";
+
+/**
+ * Every setting is declared once here: its flag, its environment variable, its config-file key,
+ * its validation and its default. Commands pick the settings they use; the README table is
+ * generated from the same declarations (`agent --help-settings`).
+ */
+export interface SettingSpec<T> {
+  key: string;
+  flag: string;
+  env: string;
+  description: string;
+  kind: "string" | "boolean" | "number" | "list";
+  schema: z.ZodType<T>;
+  default?: T;
+}
+
+const httpUrl = z
+  .string()
+  .trim()
+  .refine((v) => {
+    try {
+      const u = new URL(v);
+      return u.protocol === "http:" || u.protocol === "https:";
+    } catch {
+      return false;
+    }
+  }, "must be an http:// or https:// URL")
+  .transform((v) => v.replace(/\/+$/, ""));
+
+function spec<T>(s: SettingSpec<T>): SettingSpec<T> {
+  return s;
+}
+
+export const SETTINGS = {
+  url: spec({ key: "url", flag: "--url <url>", env: "AGENT_URL", kind: "string", description: "control plane base URL", schema: httpUrl }),
+  token: spec({
+    key: "token",
+    flag: "--token <token>",
+    env: "AGENT_TOKEN",
+    kind: "string",
+    description: "one-time registration token (first start only)",
+    schema: z.string().trim().min(1, "must not be empty"),
+  }),
+  dataDir: spec({
+    key: "dataDir",
+    flag: "--data-dir <dir>",
+    env: "AGENT_DATA_DIR",
+    kind: "string",
+    description: "data directory (identity, keys, volumes, builds)",
+    schema: z.string().trim().min(1, "must not be empty").refine((v) => v.startsWith("/"), "must be an absolute path"),
+    default: "/var/lib/techulus-agent",
+  }),
+  logsEndpoint: spec({
+    key: "logsEndpoint",
+    flag: "--logs-endpoint <url>",
+    env: "AGENT_LOGS_ENDPOINT",
+    kind: "string",
+    description: "VictoriaLogs base URL for build and container logs",
+    schema: httpUrl,
+  }),
+  proxy: spec({
+    key: "proxy",
+    flag: "--proxy",
+    env: "AGENT_PROXY",
+    kind: "boolean",
+    description: "this node is a proxy node (reconciles proxy routes)",
+    schema: z.boolean(),
+    default: false,
+  }),
+  logFormat: spec({
+    key: "logFormat",
+    flag: "--log-format <format>",
+    env: "AGENT_LOG_FORMAT",
+    kind: "string",
+    description: "log line format: text or json",
+    schema: z.enum(["text", "json"], { error: "must be text or json" }),
+    default: "text" as const,
+  }),
+  signing: spec({
+    key: "signing",
+    flag: "--signing <mode>",
+    env: "AGENT_SIGNING",
+    kind: "string",
+    description: "request signing: v1 (timestamp:body) or v2 (method, path and body)",
+    schema: z.enum(["v1", "v2"], { error: "must be v1 or v2" }),
+    default: "v1" as const,
+  }),
+  requestTimeout: spec({
+    key: "requestTimeout",
+    flag: "--request-timeout <seconds>",
+    env: "AGENT_REQUEST_TIMEOUT",
+    kind: "number",
+    description: "timeout of one control-plane request, seconds",
+    schema: z.number().positive("must be a positive number of seconds").max(600, "must be at most 600 seconds"),
+    default: 15,
+  }),
+} as const;
+
+export type SettingKey = keyof typeof SETTINGS;
+type SettingValue<K extends SettingKey> = (typeof SETTINGS)[K] extends SettingSpec<infer T> ? T : never;
+export type Settings<K extends SettingKey = SettingKey> = { [P in K]: SettingValue<P> | undefined } & {
+  configFile?: string;
+};
+
+export const CONFIG_FILE_ENV = "AGENT_CONFIG";
+export const DEFAULT_CONFIG_FILE = "/etc/techulus-agent/agent.json";
+
+export interface SettingSources {
+  /** Values commander parsed, keyed by setting key; undefined when the flag was not given. */
+  flags: Record<string, unknown>;
+  env: Record<string, string | undefined>;
+  /** Explicit --config path; must exist when given. */
+  configFile?: string;
+}
+
+/** Resolves settings with precedence flags > environment > config file > defaults. */
+export function resolveSettings<K extends SettingKey>(keys: readonly K[], sources: SettingSources): Settings<K> {
+  const { path: configPath, values: fileValues } = readConfigFile(sources);
+  const out: Record<string, unknown> = { configFile: configPath };
+  for (const key of keys) {
+    const s = SETTINGS[key] as SettingSpec<unknown>;
+    const flagName = s.flag.split(" ")[0]!;
+    let raw: unknown;
+    let origin: string;
+    if (sources.flags[key] !== undefined) {
+      raw = fromText(s, sources.flags[key], flagName);
+      origin = flagName;
+    } else if (sources.env[s.env] !== undefined && sources.env[s.env] !== "") {
+      raw = fromText(s, sources.env[s.env], `${flagName} (from ${s.env})`);
+      origin = `${flagName} (from ${s.env})`;
+    } else if (fileValues[key] !== undefined) {
+      raw = fileValues[key];
+      origin = `${flagName} (from ${configPath} key "${key}")`;
+    } else {
+      out[key] = s.default;
+      continue;
+    }
+    const parsed = s.schema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]?.message ?? "invalid value";
+      throw new UsageError(`${origin}: ${issue} (got ${JSON.stringify(raw)})`);
+    }
+    out[key] = parsed.data;
+  }
+  return out as Settings<K>;
+}
+
+function fromText(s: SettingSpec<unknown>, value: unknown, name: string): unknown {
+  if (typeof value !== "string") return value;
+  switch (s.kind) {
+    case "boolean":
+      if (/^(1|true|yes|on)$/i.test(value)) return true;
+      if (/^(0|false|no|off)$/i.test(value)) return false;
+      throw new UsageError(`${name}: must be true or false (got ${JSON.stringify(value)})`);
+    case "number": {
+      const n = Number(value);
+      if (value.trim() === "" || !Number.isFinite(n)) throw new UsageError(`${name}: must be a number (got ${JSON.stringify(value)})`);
+      return n;
+    }
+    case "list":
+      return value
+        .split(",")
+        .map((v) => v.trim())
+        .filter(Boolean);
+    default:
+      return value;
+  }
+}
+
+function readConfigFile(sources: SettingSources): { path?: string; values: Record<string, unknown> } {
+  const explicit = sources.configFile ?? sources.env[CONFIG_FILE_ENV];
+  const path = explicit || (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
+  if (!path) return { values: {} };
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new UsageError(`--config: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--config: ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new UsageError(`--config: ${path} must contain a JSON object`);
+  }
+  const known = new Set(Object.keys(SETTINGS));
+  const unknown = Object.keys(json).filter((k) => !known.has(k));
+  if (unknown.length > 0) {
+    throw new UsageError(`--config: ${path} has unknown key(s) ${unknown.map((k) => `"${k}"`).join(", ")}`, `known keys: ${[...known].join(", ")}`);
+  }
+  return { path, values: json as Record<string, unknown> };
+}

@@ -1,0 +1,104 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { AgentError } from "../errors.ts";
+import { FileLock } from "../fs/fileLock.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../fs/atomicWrite.ts";
+import { PeerWire, describeIssues } from "../controlplane/schemas.ts";
+
+/** What registration gave this server; persisted in config.json (0600). */
+export const Identity = z.object({
+  serverId: z.string().min(1),
+  subnetId: z.number().int().min(0).max(255),
+  wireguardIp: z.string().min(1),
+  encryptionKey: z.string().regex(/^[0-9a-fA-F]{64}$/),
+  controlPlaneUrl: z.string().optional(),
+  peers: z.array(PeerWire).default([]),
+  registeredAt: z.string().optional(),
+});
+export type Identity = z.infer<typeof Identity>;
+
+/** The agent's data directory (PROTOCOL.md "Data directory"). */
+export class DataDir {
+  constructor(readonly root: string) {}
+
+  get configFile() {
+    return join(this.root, "config.json");
+  }
+  get privateKeyFile() {
+    return join(this.root, "keys", "private.key");
+  }
+  get publicKeyFile() {
+    return join(this.root, "keys", "public.key");
+  }
+  get wireguardKeyFile() {
+    return join(this.root, "wireguard.key");
+  }
+  get lockFile() {
+    return join(this.root, "agent.lock");
+  }
+  get volumesDir() {
+    return join(this.root, "volumes");
+  }
+  get buildsDir() {
+    return join(this.root, "builds");
+  }
+  /** Agent-owned state (last good expected state, ledgers). */
+  get stateDir() {
+    return join(this.root, "state");
+  }
+
+  /** Creates the folder tree with 0700, tightening a folder that exists with looser modes. */
+  ensure(): void {
+    for (const dir of [this.root, join(this.root, "keys"), this.stateDir]) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if ((statSync(dir).mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+    }
+  }
+
+  lock(options: { waitMs?: number } = {}): Promise<FileLock> {
+    this.ensure();
+    return FileLock.acquire(this.lockFile, { ...options, what: `data dir ${this.root}` });
+  }
+
+  hasIdentity(): boolean {
+    return existsSync(this.configFile);
+  }
+
+  readIdentity(): Identity {
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(this.configFile, "utf8"));
+    } catch (err) {
+      throw new AgentError(`cannot read ${this.configFile}: ${(err as Error).message}`, { hint: "run agent doctor" });
+    }
+    const parsed = Identity.safeParse(json);
+    if (!parsed.success) throw new AgentError(`${this.configFile} is invalid: ${describeIssues(parsed.error)}`, { hint: "run agent doctor" });
+    return parsed.data;
+  }
+
+  writeIdentity(identity: Identity): void {
+    writeJsonAtomic(this.configFile, identity, { mode: 0o600 });
+  }
+
+  readText(path: string): string | undefined {
+    return existsSync(path) ? readFileSync(path, "utf8") : undefined;
+  }
+
+  writeSecret(path: string, content: string): void {
+    writeFileAtomic(path, content, { mode: 0o600 });
+  }
+
+  writePublic(path: string, content: string): void {
+    writeFileAtomic(path, content, { mode: 0o644 });
+  }
+
+  readStateJson(name: string): unknown {
+    const text = this.readText(join(this.stateDir, name));
+    return text === undefined ? undefined : JSON.parse(text);
+  }
+
+  writeStateJson(name: string, value: unknown): void {
+    writeJsonAtomic(join(this.stateDir, name), value, { mode: 0o600 });
+  }
+}

@@ -1,0 +1,76 @@
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const REPO_ROOT = resolve(import.meta.dir, "../..");
+export const AGENT_BINARY = join(REPO_ROOT, "dist/agent");
+
+/** The compiled binary; built once when a test runs without test/run having built it. */
+export function agentBinary(): string {
+  if (!existsSync(AGENT_BINARY)) {
+    const res = Bun.spawnSync([process.execPath, "install/build.ts"], { cwd: REPO_ROOT, stderr: "pipe" });
+    if (res.exitCode !== 0) throw new Error(`building dist/agent failed: ${res.stderr.toString()}`);
+  }
+  return AGENT_BINARY;
+}
+
+export interface AgentResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Environment without any AGENT_* variable of the developer's shell. */
+export function cleanEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("AGENT_") && v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+/** Runs the compiled agent to completion. */
+export async function runAgentCli(args: string[], options: { env?: Record<string, string | undefined>; timeoutMs?: number; stdin?: string } = {}): Promise<AgentResult> {
+  const proc = Bun.spawn([agentBinary(), ...args], {
+    env: cleanEnv(options.env),
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin]),
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { exitCode, stdout, stderr };
+}
+
+/** Starts the compiled agent in the background; the caller stops it. */
+export function startAgentCli(args: string[], options: { env?: Record<string, string | undefined> } = {}) {
+  const proc = Bun.spawn([agentBinary(), ...args], { env: cleanEnv(options.env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  let stderr = "";
+  const reader = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stderr as unknown as AsyncIterable<Uint8Array>) stderr += decoder.decode(chunk);
+  })();
+  return {
+    proc,
+    stderr: () => stderr,
+    async waitForLog(pattern: RegExp, timeoutMs = 20_000): Promise<void> {
+      const deadline = Date.now() + timeoutMs;
+      while (!pattern.test(stderr)) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; stderr so far:\n${stderr}`);
+        if (proc.exitCode !== null) throw new Error(`agent exited with ${proc.exitCode} before ${pattern}; stderr:\n${stderr}`);
+        await Bun.sleep(50);
+      }
+    },
+    async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number> {
+      if (proc.exitCode === null) proc.kill(signal);
+      const code = await proc.exited;
+      await reader;
+      return code;
+    },
+  };
+}
+
+export function tempDir(prefix = "agent-test-"): { path: string; cleanup: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
