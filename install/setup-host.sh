@@ -8,6 +8,9 @@ set -euo pipefail
 PACKAGES=(podman runc caddy dnsmasq dnsutils wireguard-tools wireguard-go iproute2 docker-registry
           buildah skopeo busybox-static git curl ca-certificates iptables)
 TEST_IMAGE=localhost/busybox:test
+# A web server image for the example and the reconcile tests (expected state carries no command).
+# sh traps SIGTERM so `podman stop` is immediate (httpd as PID 1 ignores it).
+WEB_IMAGE=localhost/hello-web:test
 MARKER="# managed by techulus-agent install/setup-host.sh"
 
 say() { printf '[setup-host] %s\n' "$*" >&2; }
@@ -61,7 +64,6 @@ fi
 if ! podman image exists "$TEST_IMAGE" 2>/dev/null; then
   say "creating $TEST_IMAGE from busybox-static"
   root=$(mktemp -d)
-  trap 'rm -rf "$root"' EXIT
   mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/var/www"
   cp /bin/busybox "$root/bin/busybox"
   for tool in sh sleep httpd wget cat echo ls nc ping nslookup env kill ps mkdir rm true false id hostname; do
@@ -71,6 +73,20 @@ if ! podman image exists "$TEST_IMAGE" 2>/dev/null; then
   echo "root:x:0:" > "$root/etc/group"
   tar -C "$root" -cf "$root.tar" .
   podman import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' "$root.tar" "$TEST_IMAGE" >/dev/null
-  rm -f "$root.tar"
+  rm -rf "$root" "$root.tar"
+fi
+if ! podman image exists "$WEB_IMAGE" 2>/dev/null; then
+  say "creating $WEB_IMAGE (busybox httpd on :8080)"
+  web=$(mktemp -d)
+  mkdir -p "$web/bin" "$web/var/www" "$web/etc" "$web/tmp"
+  cp /bin/busybox "$web/bin/busybox"
+  for tool in sh sleep httpd wget cat echo ls nc nslookup env kill ps true; do ln -sf busybox "$web/bin/$tool"; done
+  echo "root:x:0:0:root:/root:/bin/sh" > "$web/etc/passwd"
+  echo "root:x:0:" > "$web/etc/group"
+  echo "hello from a techulus-agent container" > "$web/var/www/index.html"
+  tar -C "$web" -cf "$web.tar" .
+  podman import --change 'CMD ["/bin/sh","-c","trap \"exit 0\" TERM INT; httpd -f -p 8080 -h /var/www & wait"]' --change 'ENV PATH=/bin' \
+    --change 'EXPOSE 8080' "$web.tar" "$WEB_IMAGE" >/dev/null
+  rm -rf "$web" "$web.tar"
 fi
 say "host ready ($(podman --version), $(caddy version 2>/dev/null | cut -d' ' -f1), dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}'))"
