@@ -1,0 +1,297 @@
+import { gzipSync } from "node:zlib";
+import { Agent, request, type Dispatcher } from "../http/undici.ts";
+import { logger } from "../logger.ts";
+import { redact, registerSecret } from "../redact.ts";
+import { abortableSleep, withRetry, type BackoffPolicy } from "../retry.ts";
+import { BoundedQueue } from "./BoundedQueue.ts";
+import type { LogLine, LogShipper, LogShipperStats } from "./LogShipper.ts";
+import { logTimestamp } from "./logTimestamp.ts";
+
+const log = logger("logs");
+
+/** Fields that name a log stream in VictoriaLogs; a line without one of them simply lacks it. */
+export const DEFAULT_STREAM_FIELDS = ["log_type", "service_id", "deployment_id", "build_id"] as const;
+export const DEFAULT_SHIPPER_RETRY: BackoffPolicy = { attempts: 4, baseMs: 250, maxMs: 2000 };
+const WARN_EVERY_MS = 30_000;
+const TRUNCATED = " …[truncated]";
+
+export interface VictoriaLogsShipperOptions {
+  /** VictoriaLogs base URL, e.g. http://logs:9428 (a path prefix is kept). */
+  endpoint: string;
+  /** Most lines in one request. */
+  batchLines?: number;
+  /** A partial batch waits at most this long before it is sent. */
+  flushIntervalMs?: number;
+  /** Lines held while the endpoint is slow or down; beyond that the OLDEST lines are dropped. */
+  maxBufferLines?: number;
+  /** Timeout of one request (connect, headers and body). */
+  requestTimeoutMs?: number;
+  /** Send bodies with `Content-Encoding: gzip`. */
+  gzip?: boolean;
+  /** `_stream_fields` query arg; [] sends none. */
+  streamFields?: readonly string[];
+  /** Upper bound of flush() and close(). */
+  flushTimeoutMs?: number;
+  /** Attempts per batch and backoff between them (capped exponential, full jitter). */
+  retry?: BackoffPolicy;
+  /** `_msg` longer than this (UTF-16 units) is cut, so one runaway line cannot exceed the server's line limit. */
+  maxMessageLength?: number;
+}
+
+export interface VictoriaLogsShipperStats extends LogShipperStats {
+  /** Every line given to push(): pushed = sent + dropped + pending. */
+  pushed: number;
+  /** Requests that failed and were tried again. */
+  retries: number;
+}
+
+class ShipError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Ships lines to VictoriaLogs' `/insert/jsonline` (PROTOCOL.md "Log shipping"): NDJSON batches of
+ * at most `batchLines`, a partial batch after at most `flushIntervalMs`, one request in flight.
+ * push() only serialises (with secrets redacted) into a bounded ring buffer; when it is full the
+ * oldest lines are dropped — after an outage the most recent lines are the ones worth having.
+ * A batch that keeps failing is dropped after `retry.attempts`. Drops are counted and logged.
+ */
+export class VictoriaLogsShipper implements LogShipper {
+  readonly url: string;
+  private readonly batchLines: number;
+  private readonly requestTimeoutMs: number;
+  private readonly flushTimeoutMs: number;
+  private readonly gzip: boolean;
+  private readonly retry: BackoffPolicy;
+  private readonly maxMessageLength: number;
+  private readonly authorization?: string;
+  private readonly queue: BoundedQueue<string>;
+  private readonly dispatcher: Dispatcher;
+  private readonly aborter = new AbortController();
+  private readonly timer: ReturnType<typeof setInterval>;
+  private running?: Promise<void>;
+  /** Send partial batches until the buffer is empty (set by the timer and by flush). */
+  private partialDue = false;
+  private inFlightLines = 0;
+  private closed?: Promise<void>;
+  private counts = { pushed: 0, sent: 0, dropped: 0, retries: 0 };
+  private lastWarnAt = -Infinity;
+
+  constructor(options: VictoriaLogsShipperOptions) {
+    const endpoint = new URL(options.endpoint);
+    if (endpoint.protocol !== "http:" && endpoint.protocol !== "https:") {
+      throw new RangeError(`logs endpoint must be an http:// or https:// URL (got ${redact(options.endpoint)})`);
+    }
+    if (endpoint.username || endpoint.password) {
+      const user = decodeURIComponent(endpoint.username);
+      const password = decodeURIComponent(endpoint.password);
+      registerSecret(password);
+      this.authorization = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+      registerSecret(this.authorization);
+      endpoint.username = "";
+      endpoint.password = "";
+    }
+    endpoint.pathname = `${endpoint.pathname.replace(/\/+$/, "")}/insert/jsonline`;
+    endpoint.search = "";
+    const streamFields = options.streamFields ?? DEFAULT_STREAM_FIELDS;
+    if (streamFields.length > 0) endpoint.searchParams.set("_stream_fields", streamFields.join(","));
+    this.url = endpoint.toString();
+
+    this.batchLines = positiveInt("batchLines", options.batchLines ?? 50);
+    this.requestTimeoutMs = positiveInt("requestTimeoutMs", options.requestTimeoutMs ?? 5000);
+    this.flushTimeoutMs = positiveInt("flushTimeoutMs", options.flushTimeoutMs ?? 5000);
+    this.maxMessageLength = positiveInt("maxMessageLength", options.maxMessageLength ?? 65_536);
+    this.gzip = options.gzip ?? true;
+    this.retry = options.retry ?? DEFAULT_SHIPPER_RETRY;
+    this.queue = new BoundedQueue(positiveInt("maxBufferLines", options.maxBufferLines ?? 10_000));
+    this.dispatcher = new Agent({ keepAliveTimeout: 10_000, connect: { timeout: this.requestTimeoutMs } });
+    this.timer = setInterval(() => {
+      this.partialDue = true;
+      void this.kick();
+    }, positiveInt("flushIntervalMs", options.flushIntervalMs ?? 1000));
+    this.timer.unref?.();
+  }
+
+  push(line: LogLine): void {
+    this.counts.pushed++;
+    if (this.closed) {
+      this.counts.dropped++;
+      return;
+    }
+    try {
+      const evicted = this.queue.push(this.serialise(line));
+      if (evicted > 0) {
+        this.counts.dropped += evicted;
+        this.warn(`log buffer full (${this.queue.capacity} lines), dropping the oldest lines: VictoriaLogs is slow or down`);
+      }
+      if (this.queue.length >= this.batchLines && !this.running) void this.kick();
+    } catch (err) {
+      this.counts.dropped++;
+      log.debug(`could not serialise a log line: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  async flush(): Promise<void> {
+    await this.sendPending(Date.now() + this.flushTimeoutMs);
+  }
+
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  stats(): VictoriaLogsShipperStats {
+    return { ...this.counts, pending: this.queue.length + this.inFlightLines };
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.timer);
+    await this.sendPending(Date.now() + this.flushTimeoutMs);
+    this.aborter.abort();
+    if (this.running) await raceTimeout(this.running, 1000);
+    this.counts.dropped += this.queue.clear();
+    await raceTimeout(this.dispatcher.destroy().catch(() => undefined), 1000);
+    const { pushed, sent, dropped } = this.counts;
+    if (dropped > 0) log.warn(`log shipping stopped: ${sent} of ${pushed} lines sent, ${dropped} dropped`);
+  }
+
+  private serialise(line: LogLine): string {
+    let msg = redact(String(line.msg));
+    if (msg.length > this.maxMessageLength) msg = msg.slice(0, this.maxMessageLength) + TRUNCATED;
+    const record: Record<string, unknown> = { _time: logTimestamp(line.time), _msg: msg };
+    for (const [key, value] of Object.entries(line.fields)) {
+      if (key !== "_time" && key !== "_msg") record[key] = value;
+    }
+    return JSON.stringify(record);
+  }
+
+  /** Sends partial batches too until nothing is pending, the deadline passes or we are aborted. */
+  private async sendPending(deadline: number): Promise<void> {
+    this.partialDue = true;
+    while ((this.queue.length > 0 || this.running) && !this.aborter.signal.aborted) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return;
+      await raceTimeout(this.running ?? this.kick(), remaining);
+    }
+  }
+
+  private readyToSend(): boolean {
+    if (this.aborter.signal.aborted) return false;
+    return this.queue.length >= this.batchLines || (this.partialDue && this.queue.length > 0);
+  }
+
+  /** Starts the single sender unless it runs; never rejects. */
+  private kick(): Promise<void> {
+    this.running ??= Promise.resolve()
+      .then(() => this.drain())
+      .finally(() => {
+        this.running = undefined;
+        if (this.readyToSend()) void this.kick();
+      });
+    return this.running;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.readyToSend()) {
+      const batch = this.queue.take(this.batchLines);
+      this.inFlightLines = batch.length;
+      try {
+        await this.sendWithRetries(batch);
+        this.counts.sent += batch.length;
+      } catch (err) {
+        this.counts.dropped += batch.length;
+        this.warn(`dropped a batch of ${batch.length} lines: ${err instanceof Error ? err.message : String(err)}`);
+      } finally {
+        this.inFlightLines = 0;
+      }
+    }
+    if (this.queue.length === 0) this.partialDue = false;
+  }
+
+  private async sendWithRetries(batch: string[]): Promise<void> {
+    const text = batch.join("\n") + "\n";
+    const body = this.gzip ? gzipSync(text) : Buffer.from(text);
+    await withRetry(
+      async (attempt) => {
+        if (attempt > 0) this.counts.retries++;
+        await this.post(body);
+      },
+      (err) => err instanceof ShipError && err.retryable && !this.aborter.signal.aborted,
+      this.retry,
+      (ms) => abortableSleep(ms, this.aborter.signal),
+    );
+  }
+
+  private async post(body: Buffer): Promise<void> {
+    const headers: Record<string, string> = { "content-type": "application/stream+json" };
+    if (this.gzip) headers["content-encoding"] = "gzip";
+    if (this.authorization) headers.authorization = this.authorization;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(this.url, {
+        method: "POST",
+        headers,
+        body,
+        dispatcher: this.dispatcher,
+        headersTimeout: this.requestTimeoutMs,
+        bodyTimeout: this.requestTimeoutMs,
+        signal: AbortSignal.any([this.aborter.signal, AbortSignal.timeout(this.requestTimeoutMs)]),
+      });
+    } catch (err) {
+      throw new ShipError(`POST ${this.url} failed: ${networkReason(err, this.requestTimeoutMs)}`, true);
+    }
+    let answer = "";
+    try {
+      answer = await res.body.text();
+    } catch (err) {
+      if (res.statusCode >= 300) throw new ShipError(`POST ${this.url} answered ${res.statusCode}`, res.statusCode >= 500);
+      // The lines were accepted; only the (empty) answer was cut off.
+      log.debug(`reading the answer of ${this.url} failed: ${networkReason(err, this.requestTimeoutMs)}`);
+      return;
+    }
+    if (res.statusCode === 200 || res.statusCode === 204) return;
+    const detail = answer.trim().slice(0, 300);
+    const retryable = res.statusCode >= 500 || res.statusCode === 429 || res.statusCode === 408;
+    throw new ShipError(`POST ${this.url} answered ${res.statusCode}${detail ? `: ${detail}` : ""}`, retryable);
+  }
+
+  private warn(message: string): void {
+    const now = Date.now();
+    if (now - this.lastWarnAt < WARN_EVERY_MS) {
+      log.debug(message);
+      return;
+    }
+    this.lastWarnAt = now;
+    const { sent, dropped } = this.counts;
+    log.warn(`${message} (${sent} lines sent, ${dropped} dropped so far)`);
+  }
+}
+
+function positiveInt(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer (got ${value})`);
+  return value;
+}
+
+function networkReason(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string } };
+  if (e.name === "TimeoutError" || e.code === "UND_ERR_HEADERS_TIMEOUT" || e.code === "UND_ERR_BODY_TIMEOUT") {
+    return `timed out after ${timeoutMs} ms`;
+  }
+  if (e.name === "AbortError") return "aborted (shutting down)";
+  return e.code ?? e.cause?.code ?? e.message ?? String(err);
+}
+
+/** Waits for `promise` (which must not reject) or `ms`, whichever comes first. */
+async function raceTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * `_time` values for VictoriaLogs: RFC 3339 in UTC with nanoseconds. Dates only carry
+ * milliseconds, so the sub-millisecond digits come from a per-process counter: lines stamped in
+ * the same millisecond keep the order in which they were stamped (until the counter wraps after
+ * a million lines).
+ */
+const NANOS_PER_MS = 1_000_000;
+let sequence = 0;
+
+export function rfc3339Nano(ms: number, subMsNanos: number): string {
+  const iso = new Date(ms).toISOString(); // 2026-11-25T16:00:00.123Z
+  const sub = Math.min(Math.max(Math.trunc(subMsNanos), 0), NANOS_PER_MS - 1);
+  return `${iso.slice(0, -1)}${String(sub).padStart(6, "0")}Z`;
+}
+
+/** Stamps one line: its own time when valid, else now. */
+export function logTimestamp(time?: Date): string {
+  const own = time?.getTime();
+  const ms = own !== undefined && Number.isFinite(own) ? own : Date.now();
+  sequence = (sequence + 1) % NANOS_PER_MS;
+  return rfc3339Nano(ms, sequence);
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** True for an RFC 3339 date-time (any fraction up to nanoseconds) that denotes a real instant. */
+export function isRfc3339(value: string): boolean {
+  const m = RFC3339.exec(value);
+  if (!m) return false;
+  const [, , month, day, hour, minute, second] = m.map(Number) as number[];
+  if (month! < 1 || month! > 12 || day! < 1 || day! > 31 || hour! > 23 || minute! > 59 || second! > 60) return false;
+  return Number.isFinite(Date.parse(value.replace(/(\.\d{3})\d+/, "$1")));
+}
