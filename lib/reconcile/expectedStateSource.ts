@@ -1,0 +1,111 @@
+import { readFileSync } from "node:fs";
+import type { ControlPlaneClient } from "../controlplane/ControlPlaneClient.ts";
+import { ExpectedStateWire, describeIssues } from "../controlplane/schemas.ts";
+import type { DataDir } from "../datadir/DataDir.ts";
+import { AgentError, InvalidInputError, UsageError, errorMessage } from "../errors.ts";
+import { request } from "../http/undici.ts";
+import { logger } from "../logger.ts";
+import { normalizeExpectedState } from "../state/normalizeExpectedState.ts";
+import type { ExpectedState } from "../state/types.ts";
+
+const log = logger("state");
+const LAST_GOOD_FILE = "expected-state.json";
+
+export interface NormalizeOptions {
+  isProxy: boolean;
+  volumesRoot: string;
+}
+
+/** Expected state as the loop consumes it, with where it came from. */
+export interface ExpectedSnapshot {
+  state: ExpectedState;
+  /** "live": just fetched; "last-good": the control plane is unreachable, this is the last valid state. */
+  origin: "live" | "last-good" | "file";
+}
+
+export interface ExpectedStateSource {
+  /** undefined: nothing usable (invalid state, or unreachable with no last good state) — change nothing. */
+  fetch(): Promise<ExpectedSnapshot | undefined>;
+}
+
+/** Parses and validates wire JSON; an invalid state is rejected as a whole. */
+export function parseExpectedState(json: unknown, options: NormalizeOptions & { allowPlainEnv: boolean; origin: string }): ExpectedState {
+  const parsed = ExpectedStateWire.safeParse(json);
+  if (!parsed.success) throw new InvalidInputError(`expected state from ${options.origin} is invalid: ${describeIssues(parsed.error)}`);
+  return normalizeExpectedState(parsed.data, options);
+}
+
+/**
+ * The control plane's expected state. Every valid state is kept in the data dir as the last good
+ * one; while the control plane is unreachable the loop works from it, so the node stays as it is.
+ */
+export class ControlPlaneStateSource implements ExpectedStateSource {
+  private lastGood?: ExpectedState;
+
+  constructor(
+    private readonly client: ControlPlaneClient,
+    private readonly dataDir: DataDir,
+    private readonly options: NormalizeOptions,
+  ) {}
+
+  async fetch(): Promise<ExpectedSnapshot | undefined> {
+    let wire: unknown;
+    try {
+      wire = await this.client.getExpectedState();
+    } catch (err) {
+      const lastGood = this.loadLastGood();
+      log.warn(`cannot fetch expected state: ${errorMessage(err)}; ${lastGood ? "keeping the node as it is (last good state)" : "no last good state, changing nothing"}`);
+      return lastGood ? { state: lastGood, origin: "last-good" } : undefined;
+    }
+    try {
+      const state = parseExpectedState(wire, { ...this.options, allowPlainEnv: false, origin: "the control plane" });
+      this.lastGood = state;
+      this.dataDir.writeStateJson(LAST_GOOD_FILE, wire);
+      return { state, origin: "live" };
+    } catch (err) {
+      log.error(`${errorMessage(err)}; nothing applied`);
+      return undefined;
+    }
+  }
+
+  private loadLastGood(): ExpectedState | undefined {
+    if (this.lastGood) return this.lastGood;
+    try {
+      const wire = this.dataDir.readStateJson(LAST_GOOD_FILE);
+      if (wire === undefined) return undefined;
+      this.lastGood = parseExpectedState(wire, { ...this.options, allowPlainEnv: false, origin: "the last good state file" });
+      return this.lastGood;
+    } catch (err) {
+      log.warn(`ignoring the last good state file: ${errorMessage(err)}`);
+      return undefined;
+    }
+  }
+}
+
+/** `--state FILE|URL`: expected state in PROTOCOL.md's format, plain env values allowed. */
+export async function loadStateFile(location: string, options: NormalizeOptions): Promise<ExpectedState> {
+  let text: string;
+  if (/^https?:\/\//.test(location)) {
+    try {
+      const res = await request(location, { method: "GET", headersTimeout: 15_000, bodyTimeout: 15_000 });
+      text = await res.body.text();
+      if (res.statusCode >= 400) throw new AgentError(`GET ${location} answered ${res.statusCode}`);
+    } catch (err) {
+      if (err instanceof AgentError) throw err;
+      throw new AgentError(`cannot fetch --state ${location}: ${errorMessage(err)}`);
+    }
+  } else {
+    try {
+      text = readFileSync(location, "utf8");
+    } catch (err) {
+      throw new UsageError(`--state: cannot read ${location}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+    }
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidInputError(`--state: ${location} is not valid JSON: ${errorMessage(err)}`);
+  }
+  return parseExpectedState(json, { ...options, allowPlainEnv: true, origin: location });
+}
