@@ -97,6 +97,33 @@ export const SETTINGS = {
     schema: z.number().positive("must be a positive number of seconds").max(600, "must be at most 600 seconds"),
     default: 15,
   }),
+  workQueueInterval: spec({
+    key: "workQueueInterval",
+    flag: "--work-queue-interval <seconds>",
+    env: "AGENT_WORK_QUEUE_INTERVAL",
+    kind: "number",
+    description: "seconds between work-queue polls of agent run",
+    schema: z.number().min(0.1, "must be at least 0.1 seconds").max(3600, "must be at most 3600 seconds"),
+    default: 5,
+  }),
+  volumeArchiveKeep: spec({
+    key: "volumeArchiveKeep",
+    flag: "--volume-archive-keep <count>",
+    env: "AGENT_VOLUME_ARCHIVE_KEEP",
+    kind: "number",
+    description: "volume archives always kept per service (cleanup_volumes)",
+    schema: z.number().int("must be a whole number").min(0, "must not be negative").max(1000, "must be at most 1000"),
+    default: 3,
+  }),
+  volumeArchiveDays: spec({
+    key: "volumeArchiveDays",
+    flag: "--volume-archive-days <days>",
+    env: "AGENT_VOLUME_ARCHIVE_DAYS",
+    kind: "number",
+    description: "volume archives younger than this are kept too (cleanup_volumes)",
+    schema: z.number().min(0, "must not be negative").max(3650, "must be at most 3650 days"),
+    default: 7,
+  }),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;

@@ -43,6 +43,10 @@ export class DataDir {
   get buildsDir() {
     return join(this.root, "builds");
   }
+  /** Archives the agent keeps before deleting data (volumes of cleaned-up services). */
+  get archivesDir() {
+    return join(this.root, "archives");
+  }
   /** Agent-owned state (last good expected state, ledgers). */
   get stateDir() {
     return join(this.root, "state");
