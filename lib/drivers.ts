@@ -12,6 +12,12 @@ export interface ContainerEvent {
   status: string;
   serviceId?: string;
   deploymentId?: string;
+  /** Container name, when the runtime reports it. */
+  name?: string;
+  /** On `died`: the exit code. */
+  exitCode?: number;
+  /** On `health_status`: the new health. */
+  health?: import("./state/types.ts").HealthStatus;
 }
 
 export interface DeployContext {

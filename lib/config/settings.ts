@@ -124,6 +124,21 @@ export const SETTINGS = {
     schema: z.number().min(0, "must not be negative").max(3650, "must be at most 3650 days"),
     default: 7,
   }),
+  insecureRegistries: spec({
+    key: "insecureRegistries",
+    flag: "--insecure-registry <host:port,...>",
+    env: "AGENT_INSECURE_REGISTRIES",
+    kind: "list",
+    description: "registries (host or host:port) images are pulled from without TLS verification",
+    schema: z.array(
+      z
+        .string()
+        .trim()
+        .toLowerCase()
+        .regex(/^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?$/, "must be a list of host or host:port (no scheme, no path)"),
+    ),
+    default: [] as string[],
+  }),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;
