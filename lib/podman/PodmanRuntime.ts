@@ -50,6 +50,11 @@ const NetworkInspect = z.object({
 
 const CreateResponse = z.object({ Id: z.string() });
 
+const ContainerInspect = z.object({
+  Id: z.string(),
+  Config: z.object({ Labels: z.record(z.string(), z.string()).nullish() }).nullish(),
+});
+
 const EVENTS_BACKOFF: BackoffPolicy = { attempts: Infinity, baseMs: 250, maxMs: 5000 };
 
 /** ContainerRuntime on Podman's libpod REST API (unix socket). */
@@ -139,7 +144,7 @@ export class PodmanRuntime implements ContainerRuntime {
       throw this.explainCreateError(c, err);
     }
     try {
-      await this.start(id);
+      await this.api.call("POST", `/containers/${id}/start`, {}, [304]);
     } catch (err) {
       // A created-but-never-started container would only make the next pass retry "start".
       await this.api.call("DELETE", `/containers/${id}`, { query: { force: true, v: true } }, [404]).catch(() => {});
@@ -150,26 +155,33 @@ export class PodmanRuntime implements ContainerRuntime {
     return id;
   }
 
+  // start, stop, restart and remove act only on managed containers: ids can come from work items,
+  // and the agent never touches a container without the service label.
   async start(id: string): Promise<void> {
-    await this.api.call("POST", `/containers/${enc(id)}/start`, {}, [304]);
+    const target = await this.managedId(id);
+    await this.api.call("POST", `/containers/${target}/start`, {}, [304]);
   }
 
   async stop(id: string, graceSeconds = this.stopGraceSeconds): Promise<void> {
-    await this.api.call("POST", `/containers/${enc(id)}/stop`, { query: { timeout: graceSeconds }, timeoutMs: (graceSeconds + 30) * 1000 }, [304]);
+    const target = await this.managedId(id);
+    await this.api.call("POST", `/containers/${target}/stop`, { query: { timeout: graceSeconds }, timeoutMs: (graceSeconds + 30) * 1000 }, [304]);
   }
 
   /** Force-removes the container and its anonymous volumes; a container that is already gone is fine. */
   async remove(id: string): Promise<void> {
+    const target = await this.managedId(id, { missingOk: true });
+    if (target === undefined) return;
     await this.api.call(
       "DELETE",
-      `/containers/${enc(id)}`,
+      `/containers/${target}`,
       { query: { force: true, v: true, timeout: this.stopGraceSeconds }, timeoutMs: (this.stopGraceSeconds + 30) * 1000 },
       [404],
     );
   }
 
   async restart(id: string): Promise<void> {
-    await this.api.call("POST", `/containers/${enc(id)}/restart`, { query: { t: this.stopGraceSeconds }, timeoutMs: (this.stopGraceSeconds + 30) * 1000 });
+    const target = await this.managedId(id);
+    await this.api.call("POST", `/containers/${target}/restart`, { query: { t: this.stopGraceSeconds }, timeoutMs: (this.stopGraceSeconds + 30) * 1000 });
   }
 
   async ensureNetwork(subnetId: number): Promise<void> {
@@ -215,6 +227,21 @@ export class PodmanRuntime implements ContainerRuntime {
     this.subscriptions.clear();
     await this.healthRunner?.stop();
     await this.api.close();
+  }
+
+  /** The full id of a managed container (by id or name); InvalidInputError for an unmanaged one. */
+  private async managedId(nameOrId: string, options: { missingOk: true }): Promise<string | undefined>;
+  private async managedId(nameOrId: string): Promise<string>;
+  private async managedId(nameOrId: string, options: { missingOk?: boolean } = {}): Promise<string | undefined> {
+    const path = `/containers/${enc(nameOrId)}/json`;
+    const raw = await this.api.json("GET", path, {}, options.missingOk ? [404] : []);
+    if (raw === undefined) return undefined;
+    const info = ContainerInspect.safeParse(raw);
+    if (!info.success) throw new PodmanApiError("GET", path, 200, `unexpected answer: ${info.error.issues[0]?.message}`);
+    if (info.data.Config?.Labels?.[LABEL_SERVICE_ID] === undefined) {
+      throw new InvalidInputError(`container ${nameOrId} is not managed by the agent (no ${LABEL_SERVICE_ID} label); leaving it alone`);
+    }
+    return info.data.Id;
   }
 
   private async inspectNetwork(): Promise<z.infer<typeof NetworkInspect> | undefined> {

@@ -292,8 +292,8 @@ describe("PodmanRuntime", () => {
     const id = await runtime.deploy(c, ctx);
     const state = async () => (await runtime.listManaged()).find((a) => a.id === id);
 
-    // sleep as PID 1 ignores SIGTERM: it is killed once the grace period is over.
-    await runtime.stop(id, 1);
+    // sleep as PID 1 ignores SIGTERM: it is killed once the grace period is over. By name works too.
+    await runtime.stop(c.name, 1);
     expect(await state()).toMatchObject({ state: "exited", exitCode: 137 });
     await runtime.stop(id, 1);
 
@@ -313,7 +313,7 @@ describe("PodmanRuntime", () => {
     const err = await runtime.start(id).catch((e) => e);
     expect(err).toBeInstanceOf(PodmanApiError);
     expect(err.status).toBe(404);
-    expect(err.message).toMatch(/^podman API POST \/containers\/[0-9a-f]+\/start failed: 404 /);
+    expect(err.message).toMatch(/^podman API GET \/containers\/[0-9a-f]+\/json failed: 404 no container with name or ID/);
   }, 90_000);
 
   test("listManaged costs one API call whether 1 or 5 containers exist, and never lists unlabelled containers", async () => {
@@ -419,7 +419,12 @@ describe("PodmanRuntime", () => {
     expect(await run(["container", "exists", c.name])).toBe(1);
   });
 
-  test("the unlabelled container was never touched", async () => {
+  test("the unlabelled container was never touched, and start/stop/restart/remove refuse it", async () => {
+    for (const op of [() => runtime.stop(unmanagedName, 1), () => runtime.restart(unmanagedName), () => runtime.remove(unmanagedName), () => runtime.start(unmanagedName)]) {
+      const err = await op().catch((e) => e);
+      expect(err).toBeInstanceOf(InvalidInputError);
+      expect(err.message).toContain(`container ${unmanagedName} is not managed by the agent`);
+    }
     const info = await inspect(unmanagedName);
     expect(info.State.Status).toBe("running");
     expect(info.Config.Labels).toEqual({ owner: "someone-else" });
