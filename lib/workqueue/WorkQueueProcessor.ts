@@ -64,7 +64,10 @@ export class WorkQueueProcessor {
       runtime: options.runtime,
       wireguard: options.wireguard,
       dataDir: options.dataDir,
-      retention: { ...DEFAULT_RETENTION, ...options.retention },
+      retention: {
+        keep: options.retention?.keep ?? DEFAULT_RETENTION.keep,
+        maxAgeDays: options.retention?.maxAgeDays ?? DEFAULT_RETENTION.maxAgeDays,
+      },
     };
   }
 

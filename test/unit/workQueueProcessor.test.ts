@@ -185,6 +185,15 @@ describe("other items", () => {
     expect(again.item.acks).toEqual([{ status: "completed" }]);
   });
 
+  test("retention settings left unset fall back to the defaults (newest 3 kept)", async () => {
+    for (let i = 0; i < 5; i++) {
+      mkdirSync(join(dataDir.volumesDir, "svc"), { recursive: true });
+      writeFileSync(join(dataDir.volumesDir, "svc", "f"), String(i));
+      await runItem("cleanup_volumes", { serviceId: "svc" }, { retention: { keep: undefined, maxAgeDays: 0 } });
+    }
+    expect(readdirSync(join(dataDir.archivesDir, "volumes", "svc"))).toHaveLength(3);
+  });
+
   test("cleanup_volumes with a traversal id fails and deletes nothing", async () => {
     mkdirSync(join(dataDir.volumesDir, "svc"), { recursive: true });
     const { item } = await runItem("cleanup_volumes", { serviceId: "../volumes" });
