@@ -22,7 +22,7 @@ export interface WorkQueueOptions {
   retention?: Partial<ArchiveRetention>;
   /** Entries kept in the ledger (default 1000). */
   ledgerLimit?: number;
-  /** Called after an item acted on this node (a container or the peer set may have changed). */
+  /** Called after an item completed (a container or the peer set may have changed; `deploy` asks for a reconcile). */
   onActed?: (item: { id: string; type: string }) => void;
 }
 
@@ -139,13 +139,17 @@ export class WorkQueueProcessor {
         return undefined;
       }
       note = await plan.run();
-      this.options.onActed?.({ id: item.id, type: item.type });
     } catch (err) {
       const error = truncate(errorMessage(err));
       log.warn(`${item.type} ${item.id}: failed: ${error}`);
       return { status: "failed", error };
     }
     log.info(`${item.type} ${item.id}: completed: ${note}`);
+    try {
+      this.options.onActed?.({ id: item.id, type: item.type });
+    } catch (err) {
+      log.warn(`${item.type} ${item.id}: onActed callback failed: ${errorMessage(err)}`);
+    }
     return { status: "completed" };
   }
 
