@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(podman runc caddy dnsmasq dnsutils wireguard-tools wireguard-go iproute2 docker-registry
-          buildah skopeo busybox-static git curl ca-certificates iptables)
+          buildah skopeo busybox-static git curl ca-certificates iptables iputils-ping openssl)
 TEST_IMAGE=localhost/busybox:test
 # A web server image for the example and the reconcile tests (expected state carries no command).
 # sh traps SIGTERM so `podman stop` is immediate (httpd as PID 1 ignores it).
