@@ -1,0 +1,279 @@
+/**
+ * The BuildKit and Railpack drivers against recording stand-ins (test/support/standins): BuildKit
+ * and Railpack cannot be installed here (HOST.md), so these tests prove the exact command lines,
+ * environments and output handling — not that BuildKit builds. The same pipeline is proven for
+ * real with podman in builderPodman.test.ts.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BuildCancelledError, BuildStepError } from "../../builder/buildErrors.ts";
+import { BuildLog } from "../../builder/BuildLog.ts";
+import { secretsHash } from "../../builder/buildSecrets.ts";
+import { DEFAULT_BUILDER_OPTIONS, type BuilderOptions } from "../../builder/builderOptions.ts";
+import { selectDriver } from "../../builder/drivers/selectDriver.ts";
+import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
+import { runBuild, type BuildJob } from "../../builder/runBuild.ts";
+import { REPO_ROOT, tempDir } from "../support/agentBinary.ts";
+import type { Invocation } from "../support/standins/record.ts";
+
+const STANDIN_BIN = join(REPO_ROOT, "test/support/bin");
+const ENV_KEYS = ["PATH", "STANDIN_BUN", "STANDIN_RECORD_DIR", "STANDIN_BUILDKIT_UP", "STANDIN_BUILDCTL_FAIL", "STANDIN_BUILDCTL_SLEEP", "STANDIN_RAILPACK_VERSION", "STANDIN_RAILPACK_FAIL"];
+const saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
+const dirs: Array<{ path: string; cleanup: () => void }> = [];
+function dir(): string {
+  const d = tempDir("builder-bk-");
+  dirs.push(d);
+  return d.path;
+}
+let recordDir = "";
+const ADDR = "tcp://127.0.0.1:1234";
+const SECRET_VALUE = `npm-secret-${process.pid}-${Math.random().toString(36).slice(2)}`;
+
+beforeAll(() => {
+  process.env.PATH = `${STANDIN_BIN}:${saved.PATH}`;
+  process.env.STANDIN_BUN = process.execPath;
+});
+beforeEach(() => {
+  recordDir = dir();
+  process.env.STANDIN_RECORD_DIR = recordDir;
+  process.env.STANDIN_BUILDKIT_UP = "1";
+  for (const k of ["STANDIN_BUILDCTL_FAIL", "STANDIN_BUILDCTL_SLEEP", "STANDIN_RAILPACK_VERSION", "STANDIN_RAILPACK_FAIL"]) delete process.env[k];
+});
+afterAll(() => {
+  for (const [k, v] of Object.entries(saved)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  dirs.forEach((d) => d.cleanup());
+});
+
+function calls(tool: string): Invocation[] {
+  return readdirSync(recordDir)
+    .filter((f) => f.startsWith(`${tool}-`))
+    .sort()
+    .map((f) => JSON.parse(readFileSync(join(recordDir, f), "utf8")) as Invocation);
+}
+
+function source(files: Record<string, string>): string {
+  const src = dir();
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(src, path, ".."), { recursive: true });
+    writeFileSync(join(src, path), content);
+  }
+  return src;
+}
+
+class RecordingTerminal implements BuildTerminal {
+  lines: string[] = [];
+  phases: string[] = [];
+  phase(p: string) {
+    this.phases.push(p);
+  }
+  line(t: string) {
+    this.lines.push(t);
+  }
+  async finish() {}
+}
+
+async function build(job: Partial<BuildJob> & { src: string }, options: Partial<BuilderOptions> = {}, signal = new AbortController().signal) {
+  const terminal = new RecordingTerminal();
+  const statuses: string[] = [];
+  const workDir = dir();
+  const result = await runBuild(
+    { source: { kind: "dir", path: job.src }, image: job.image ?? "127.0.0.1:5000/acme/api:v1", secrets: job.secrets ?? {}, cacheKey: job.cacheKey ?? "svc-42", dockerfile: job.dockerfile },
+    {
+      workDir,
+      options: { ...DEFAULT_BUILDER_OPTIONS, buildkitHost: ADDR, insecureRegistries: ["127.0.0.1:5000"], ...options },
+      log: new BuildLog({ build_id: "b1" }, terminal),
+      signal,
+      onStatus: async (s) => void statuses.push(s),
+    },
+  ).catch((err) => ({ err }));
+  return { result, terminal, statuses, workDir };
+}
+
+describe("BuildKit driver (buildctl stand-in)", () => {
+  test("a Dockerfile build: the exact buildctl argv, secrets only in its environment, digest from the metadata file", async () => {
+    const src = source({ "Dockerfile": "FROM scratch\n" });
+    const { result, terminal, statuses, workDir } = await build({ src, secrets: { NPM_TOKEN: SECRET_VALUE } });
+    if ("err" in result) throw result.err;
+    const builds = calls("buildctl").filter((c) => c.argv.includes("build"));
+    expect(builds.length).toBe(1);
+    const call = builds[0]!;
+    expect(call.argv).toEqual([
+      "--addr", ADDR, "build", "--progress", "plain",
+      "--frontend", "dockerfile.v0", "--local", `context=${src}`, "--local", `dockerfile=${src}`, "--opt", "filename=Dockerfile",
+      "--opt", "build-arg:cache-key=svc-42",
+      "--opt", `build-arg:secrets-hash=${secretsHash({ NPM_TOKEN: SECRET_VALUE })}`,
+      "--secret", "id=NPM_TOKEN,env=NPM_TOKEN",
+      "--output", "type=image,name=127.0.0.1:5000/acme/api:v1,push=true,registry.insecure=true",
+      "--metadata-file", join(workDir, "buildctl-metadata.json"),
+    ]);
+    expect(call.env.NPM_TOKEN).toBe(SECRET_VALUE);
+    expect(JSON.stringify(call.argv)).not.toContain(SECRET_VALUE);
+    expect(call.cwd).toBe(src);
+    const metadata = JSON.parse(readFileSync(join(workDir, "buildctl-metadata.json"), "utf8"));
+    expect(result.digest).toBe(metadata["containerimage.digest"]);
+    expect(result.reference).toBe(`127.0.0.1:5000/acme/api@${metadata["containerimage.digest"]}`);
+    expect(result.builder).toBe("buildkit");
+    expect(statuses).toEqual(["cloning", "building", "pushing"]);
+    expect(terminal.phases).toEqual(["clone", "plan", "build", "push"]);
+    expect(terminal.lines).toContain("#5 pushing layers 0.1s done");
+    // The driver was chosen because the daemon answered `debug workers` at the configured address.
+    expect(calls("buildctl").some((c) => c.argv.join(" ") === `--addr ${ADDR} debug workers`)).toBe(true);
+  });
+
+  test("a registry not configured as insecure is pushed to with TLS verification", async () => {
+    const src = source({ "Dockerfile": "FROM scratch\n" });
+    const { result } = await build({ src, image: "registry.example.com/acme/api:v2" });
+    if ("err" in result) throw result.err;
+    const call = calls("buildctl").find((c) => c.argv.includes("build"))!;
+    expect(call.argv).toContain("type=image,name=registry.example.com/acme/api:v2,push=true");
+  });
+
+  test("a failing build reports BuildKit's error line and never reaches pushing", async () => {
+    process.env.STANDIN_BUILDCTL_FAIL = "1";
+    const src = source({ "Dockerfile": "FROM scratch\n" });
+    const { result, statuses } = await build({ src });
+    expect("err" in result).toBe(true);
+    const err = (result as { err: BuildStepError }).err;
+    expect(err).toBeInstanceOf(BuildStepError);
+    expect(err.step).toBe("build");
+    expect(err.message).toBe('buildctl build failed (exit code 1): error: failed to solve: process "/bin/sh -c npm run build" did not complete successfully: exit code: 1');
+    expect(statuses).toEqual(["cloning", "building"]);
+  });
+
+  test("cancelling mid-build kills buildctl and the processes it started", async () => {
+    const seconds = 3000 + Math.floor(Math.random() * 900);
+    process.env.STANDIN_BUILDCTL_SLEEP = String(seconds);
+    const src = source({ "Dockerfile": "FROM scratch\n" });
+    const aborter = new AbortController();
+    const sleeping = () => processesWithCmdline(`sleep ${seconds}`);
+    const running = build({ src }, {}, aborter.signal);
+    const deadline = Date.now() + 20_000;
+    while (sleeping().length === 0) {
+      if (Date.now() > deadline) throw new Error("the stand-in never started its build step");
+      await Bun.sleep(50);
+    }
+    aborter.abort();
+    const { result } = await running;
+    expect((result as { err: unknown }).err).toBeInstanceOf(BuildCancelledError);
+    expect(sleeping()).toEqual([]);
+  });
+});
+
+describe("Railpack plans (railpack stand-in)", () => {
+  test("no Dockerfile: railpack prepare with secret names only, the frontend of the CLI's version, the plan outside the checkout", async () => {
+    process.env.STANDIN_RAILPACK_VERSION = "0.9.7";
+    const src = source({ "package.json": "{}\n", "index.js": "console.log(1)\n" });
+    const { result, workDir, terminal } = await build({ src, secrets: { NPM_TOKEN: SECRET_VALUE } });
+    if ("err" in result) throw result.err;
+    const railpack = calls("railpack");
+    expect(railpack.map((c) => c.argv[0])).toEqual(["--version", "prepare"]);
+    const prepare = railpack[1]!;
+    expect(prepare.argv).toEqual(["prepare", ".", "--plan-out", join(workDir, "plan/railpack-plan.json"), "--info-out", join(workDir, "plan/railpack-info.json"), "--env", "NPM_TOKEN"]);
+    expect(prepare.cwd).toBe(src);
+    expect(prepare.env.NPM_TOKEN).toBe(SECRET_VALUE);
+    expect(existsSync(join(src, "railpack-plan.json"))).toBe(false);
+    expect(terminal.lines.some((l) => l.trim() === "↳ Detected Node")).toBe(true);
+
+    const call = calls("buildctl").find((c) => c.argv.includes("build"))!;
+    expect(call.argv.slice(0, 17)).toEqual([
+      "--addr", ADDR, "build", "--progress", "plain",
+      "--frontend", "gateway.v0", "--opt", "source=ghcr.io/railwayapp/railpack-frontend:v0.9.7",
+      "--local", `context=${src}`, "--local", `dockerfile=${join(workDir, "plan")}`, "--opt", "filename=railpack-plan.json",
+      "--opt", "build-arg:cache-key=svc-42",
+    ]);
+    expect(call.argv).toContain(`build-arg:secrets-hash=${secretsHash({ NPM_TOKEN: SECRET_VALUE })}`);
+    expect(call.argv).toContain("id=NPM_TOKEN,env=NPM_TOKEN");
+    expect(call.env.NPM_TOKEN).toBe(SECRET_VALUE);
+    for (const c of [...railpack, call]) expect(JSON.stringify(c.argv)).not.toContain(SECRET_VALUE);
+  });
+
+  test("--railpack-frontend overrides the frontend image", async () => {
+    const src = source({ "package.json": "{}\n" });
+    const { result } = await build({ src }, { railpackFrontend: "registry.example.com/mirror/railpack-frontend:v0.15.4" });
+    if ("err" in result) throw result.err;
+    expect(calls("buildctl").find((c) => c.argv.includes("build"))!.argv).toContain("source=registry.example.com/mirror/railpack-frontend:v0.15.4");
+  });
+
+  test("a failing railpack prepare fails the plan step with its exit code", async () => {
+    process.env.STANDIN_RAILPACK_FAIL = "1";
+    const src = source({ "README.md": "nothing to build\n" });
+    const { result, statuses } = await build({ src });
+    const err = (result as { err: BuildStepError }).err;
+    expect(err.step).toBe("plan");
+    expect(err.message).toMatch(/^railpack prepare failed \(exit code 1\): .*No start command was found/);
+    expect(statuses).toEqual(["cloning"]);
+    expect(calls("buildctl").filter((c) => c.argv.includes("build"))).toEqual([]);
+  });
+
+  test("railpack missing: a clear error with the fix", async () => {
+    const bin = dir();
+    symlinkSync(join(STANDIN_BIN, "buildctl"), join(bin, "buildctl"));
+    const before = process.env.PATH;
+    process.env.PATH = `${bin}:/usr/local/bin:/usr/bin:/bin`;
+    try {
+      const src = source({ "package.json": "{}\n" });
+      const { result } = await build({ src });
+      const err = (result as { err: BuildStepError }).err;
+      expect(err.message).toBe("the source has no Dockerfile and railpack is not installed");
+      expect(err.hint).toContain("https://railpack.com/installation");
+    } finally {
+      process.env.PATH = before;
+    }
+  });
+
+  test("the podman builder refuses a Railpack plan and says what to do", async () => {
+    const src = source({ "package.json": "{}\n" });
+    const { result } = await build({ src }, { builder: "podman" });
+    const err = (result as { err: BuildStepError }).err;
+    expect(err.message).toContain("Railpack builds need BuildKit");
+    expect(err.hint).toContain("--builder buildkit");
+    expect(calls("railpack")).toEqual([]);
+  });
+
+  test("an explicit --dockerfile that does not exist is an error, not a Railpack build", async () => {
+    const src = source({ "package.json": "{}\n" });
+    const { result } = await build({ src, dockerfile: "docker/Dockerfile.prod" });
+    expect((result as { err: Error }).err.message).toBe("the Dockerfile docker/Dockerfile.prod does not exist in the source");
+    expect(calls("railpack")).toEqual([]);
+  });
+});
+
+describe("driver selection", () => {
+  test("auto: BuildKit when its daemon answers, podman when it does not", async () => {
+    expect((await selectDriver("auto", ADDR)).name).toBe("buildkit");
+    delete process.env.STANDIN_BUILDKIT_UP;
+    expect((await selectDriver("auto", ADDR)).name).toBe("podman");
+    expect((await selectDriver("podman", ADDR)).name).toBe("podman");
+  });
+
+  test("--builder buildkit without buildctl installed says so", async () => {
+    const before = process.env.PATH;
+    process.env.PATH = "/usr/local/bin:/usr/bin:/bin";
+    try {
+      const err = await selectDriver("buildkit", ADDR).catch((e) => e);
+      expect(err.message).toBe("--builder buildkit: buildctl is not installed");
+    } finally {
+      process.env.PATH = before;
+    }
+  });
+});
+
+function processesWithCmdline(cmdline: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
+      const state = readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.[0];
+      if (cmd === cmdline && state !== "Z") out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
