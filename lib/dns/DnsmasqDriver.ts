@@ -103,12 +103,10 @@ export class DnsmasqDriver implements DnsDriver {
     } catch {
       return undefined;
     }
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return undefined;
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      if (!cmdline[0]?.endsWith("dnsmasq") || !cmdline.includes(`--conf-file=${this.confFile}`)) return undefined;
-      const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-      return state === "Z" ? undefined : pid;
+      return cmdline[0]?.endsWith("dnsmasq") && cmdline.includes(`--conf-file=${this.confFile}`) ? pid : undefined;
     } catch {
       return undefined;
     }
@@ -131,7 +129,12 @@ export class DnsmasqDriver implements DnsDriver {
       pid = undefined;
     }
     if (pid !== undefined) return pid;
-    const res = await run("dnsmasq", [`--conf-file=${this.confFile}`], { timeoutMs: 15_000, allowFailure: true });
+    let res = await this.start();
+    // A dnsmasq that just exited (restart, crash) can hold its sockets for a moment longer.
+    for (let attempt = 0; attempt < 15 && res.exitCode !== 0 && /Address already in use/.test(res.stderr); attempt++) {
+      await Bun.sleep(200);
+      res = await this.start();
+    }
     if (res.exitCode !== 0) {
       throw new AgentError(`dnsmasq failed to start: ${(res.stderr || res.stdout).trim() || `exit code ${res.exitCode}`}`, {
         hint: `another DNS server may hold port ${this.port} on ${this.options.listenAddresses.join(", ")}; see ${join(this.runDir, "dnsmasq.log")}`,
@@ -143,13 +146,21 @@ export class DnsmasqDriver implements DnsDriver {
     return started;
   }
 
+  private start() {
+    return run("dnsmasq", [`--conf-file=${this.confFile}`], { timeoutMs: 15_000, allowFailure: true });
+  }
+
   /** Stops the agent's dnsmasq (and only it) and waits for it to exit. */
   async stop(): Promise<void> {
     const pid = this.runningPid();
     if (pid === undefined) return;
     process.kill(pid, "SIGTERM");
-    for (let i = 0; i < 100 && this.runningPid() === pid; i++) await Bun.sleep(50);
-    if (this.runningPid() === pid) process.kill(pid, "SIGKILL");
+    // dnsmasq removes its pid file before it closes its sockets: wait for the process itself.
+    for (let i = 0; i < 100 && processAlive(pid); i++) await Bun.sleep(50);
+    if (processAlive(pid)) {
+      process.kill(pid, "SIGKILL");
+      for (let i = 0; i < 40 && processAlive(pid); i++) await Bun.sleep(50);
+    }
   }
 
   renderConf(): string {
@@ -197,5 +208,14 @@ export class DnsmasqDriver implements DnsDriver {
       }
       if (dir === dirname(dir)) break;
     }
+  }
+}
+
+/** Running and not a zombie (a killed daemon whose parent has not reaped it yet holds no sockets, but shows in /proc). */
+function processAlive(pid: number): boolean {
+  try {
+    return /^State:\s+(\S)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] !== "Z";
+  } catch {
+    return false;
   }
 }
