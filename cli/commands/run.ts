@@ -1,8 +1,24 @@
 import { Command } from "commander";
+import { NODE_SETTING_KEYS } from "../../lib/agent/nodeDrivers.ts";
 import { runAgent } from "../../lib/agent/runAgent.ts";
 import { addSettingOptions, settingsFor } from "../settingsOptions.ts";
 
-const SETTINGS = ["url", "token", "dataDir", "logsEndpoint", "proxy", "logFormat", "signing", "requestTimeout"] as const;
+const SETTINGS = [
+  "url",
+  "token",
+  "dataDir",
+  "logsEndpoint",
+  "logFormat",
+  "signing",
+  "requestTimeout",
+  "pollInterval",
+  "passTimeout",
+  "workQueueInterval",
+  "volumeArchiveKeep",
+  "volumeArchiveDays",
+  "buildPollInterval",
+  ...NODE_SETTING_KEYS,
+] as const;
 
 export function runCommand(): Command {
   const cmd = new Command("run").description("register on first start, then keep this server in sync with the control plane (runs until SIGTERM)");

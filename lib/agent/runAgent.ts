@@ -1,36 +1,135 @@
-import { DataDir } from "../datadir/DataDir.ts";
 import type { Settings } from "../config/settings.ts";
+import { DataDir } from "../datadir/DataDir.ts";
+import { errorMessage } from "../errors.ts";
 import { logger } from "../logger.ts";
+import { ContainerLogStreamer } from "../logs/ContainerLogStreamer.ts";
+import { logShipperFor } from "../logs/logShipperFor.ts";
+import { ReconcileLoop } from "../reconcile/ReconcileLoop.ts";
+import { deployContext } from "../reconcile/deployContext.ts";
+import { ControlPlaneStateSource } from "../reconcile/expectedStateSource.ts";
 import { ensureRegistered } from "../registration.ts";
+import { normalizePeers } from "../state/normalizePeers.ts";
+import { startWorkQueuePoller } from "../workqueue/startWorkQueuePoller.ts";
+import { startBuildPoller } from "../../builder/BuildPoller.ts";
+import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
 
 const log = logger("agent");
+const SHUTDOWN_BUDGET_MS = 60_000;
 
-export type RunSettings = Settings<"url" | "token" | "dataDir" | "logsEndpoint" | "proxy" | "logFormat" | "signing" | "requestTimeout">;
+export type RunSettings = NodeSettings &
+  Settings<
+    | "url"
+    | "token"
+    | "dataDir"
+    | "logsEndpoint"
+    | "logFormat"
+    | "signing"
+    | "requestTimeout"
+    | "pollInterval"
+    | "passTimeout"
+    | "workQueueInterval"
+    | "volumeArchiveKeep"
+    | "volumeArchiveDays"
+    | "buildPollInterval"
+  >;
 
-/** `agent run`: lock the data dir, register when needed, then run the agent's loops until a signal. */
+/**
+ * `agent run`: lock the data dir, register when needed, then run side by side until SIGTERM or
+ * SIGINT: the reconcile loop, the work-queue poller, the build poller and container log shipping.
+ * Shutdown lets the change, item or build step in flight finish; containers keep running.
+ */
 export async function runAgent(settings: RunSettings): Promise<void> {
   const dataDir = new DataDir(settings.dataDir!);
   const lock = await dataDir.lock();
   try {
-    const registered = await ensureRegistered({
+    const { identity, client } = await ensureRegistered({
       dataDir,
       url: settings.url,
       token: settings.token,
       signing: settings.signing,
       timeoutMs: settings.requestTimeout! * 1000,
     });
-    log.info(`agent started for server ${registered.identity.serverId} (pid ${process.pid})`);
+    const node = await createNodeDrivers({ settings, dataDir, identity, subnetId: identity.subnetId });
+    const { drivers } = node;
+    await node.prepare();
+    await applyRegistrationPeers(drivers.wireguard, identity.peers);
+
+    const shipper = logShipperFor(settings.logsEndpoint);
+    const containerLogs = settings.logsEndpoint ? new ContainerLogStreamer({ socketPath: node.podman.socketPath, shipper }) : undefined;
+    const loop = new ReconcileLoop({
+      source: new ControlPlaneStateSource(client, dataDir, { isProxy: settings.proxy === true, volumesRoot: dataDir.volumesDir }),
+      drivers,
+      context: deployContext(identity.encryptionKey),
+      client,
+      dataDirRoot: dataDir.root,
+      pollIntervalMs: settings.pollInterval! * 1000,
+      passBudgetMs: settings.passTimeout! * 1000,
+      onObserved: (actual) => containerLogs?.sync(actual.containers.filter((c) => c.deploymentId && c.state === "running").map((c) => ({ id: c.id, serviceId: c.serviceId, deploymentId: c.deploymentId! }))),
+    });
+    const workQueue = startWorkQueuePoller({
+      client,
+      runtime: drivers.runtime,
+      wireguard: drivers.wireguard,
+      dataDir,
+      intervalMs: settings.workQueueInterval! * 1000,
+      retention: { keep: settings.volumeArchiveKeep, maxAgeDays: settings.volumeArchiveDays },
+      onActed: () => loop.wake(),
+    });
+    const builds = startBuildPoller({
+      client,
+      dataDir,
+      encryptionKey: identity.encryptionKey,
+      shipper,
+      intervalMs: settings.buildPollInterval! * 1000,
+      insecureRegistries: settings.insecureRegistries ?? [],
+    });
+    loop.start();
+    log.info(`agent started for server ${identity.serverId} (pid ${process.pid}${settings.proxy ? ", proxy node" : ""})`);
+
     await waitForSignal();
-    await registered.client.close();
+    await bounded(
+      Promise.allSettled([loop.stop(), workQueue.stop(), builds.stop()]).then(async () => {
+        await containerLogs?.close();
+        await shipper.close();
+        await node.close();
+        await client.close();
+      }),
+      SHUTDOWN_BUDGET_MS,
+    );
+    log.info("stopped; containers keep running");
   } finally {
     lock.release();
   }
 }
 
+/** Peers the registration answer carried, applied once when the live interface has none yet. */
+async function applyRegistrationPeers(wireguard: import("../drivers.ts").WireGuardDriver | undefined, wirePeers: Parameters<typeof normalizePeers>[0]): Promise<void> {
+  if (!wireguard || wirePeers.length === 0) return;
+  try {
+    if ((await wireguard.observe()).length > 0) return;
+    await wireguard.apply(normalizePeers(wirePeers));
+    log.info(`applied ${wirePeers.length} WireGuard peer(s) from registration`);
+  } catch (err) {
+    log.warn(`cannot apply the registration's WireGuard peers: ${errorMessage(err)}`);
+  }
+}
+
+async function bounded(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      log.warn(`shutdown took longer than ${ms / 1000} s; exiting anyway`);
+      resolve();
+    }, ms);
+  });
+  await Promise.race([work.then(() => undefined), timeout]);
+  clearTimeout(timer);
+}
+
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {
     const stop = (signal: string) => {
-      log.info(`received ${signal}, shutting down`);
+      log.info(`received ${signal}; finishing what is in flight`);
       resolve();
     };
     process.once("SIGTERM", () => stop("SIGTERM"));

@@ -27,6 +27,8 @@ export interface ReconcileLoopOptions {
   publicIp?: string;
   /** Called after every pass (tests, doctor). */
   onPass?: (result: PassResult) => void;
+  /** Called with the actual state at the end of every tick (log streaming follows its containers). */
+  onObserved?: (actual: ActualState) => void;
 }
 
 /**
@@ -105,6 +107,7 @@ export class ReconcileLoop {
         this.options.onPass?.(result);
       }
     }
+    this.options.onObserved?.(actual);
     await this.report(actual, true);
   }
 

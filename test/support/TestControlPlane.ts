@@ -77,7 +77,8 @@ export class TestControlPlane {
   clockOffsetMs = 0;
   private interceptors: Interceptor[] = [];
   private server?: Server<unknown>;
-  private nextSubnet = 1;
+  /** The subnet id the next registration gets (tests pick one no podman network uses). */
+  nextSubnet = 1;
 
   async start(): Promise<this> {
     this.server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => this.handle(req) });
@@ -192,6 +193,8 @@ export class TestControlPlane {
     }
     const res = await this.route(req.method, url, body, req.headers);
     recorded.status = res.status;
+    // Like a real server, the Date header is the control plane's own clock (skew included).
+    res.headers.set("date", new Date(this.now()).toUTCString());
     return res;
   }
 

@@ -1,0 +1,125 @@
+/**
+ * bench/converge: how fast `agent reconcile --once` converges a node, against the floor measured
+ * in the same run on the same machine.
+ *
+ *  1. 20 new deployments through `dist/agent reconcile --once --state` versus 20 sequential
+ *     `podman run -d` of the same image with the same options (name, labels, network, static IP,
+ *     restart policy). Target: ratio ≤ 1.5.
+ *  2. An idle pass (nothing to change) over 10 and over 100 managed containers: wall time and the
+ *     number of Podman API calls. Target: the same call count for 10 and 100.
+ *
+ * Run as root after `bash install/setup-host.sh` and a build: node_modules/.bin/bun bench/converge.ts
+ * Prints a table; never fails on a time.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { cleanupPodman, podman, startPodmanService, uniquePrefix } from "../test/support/podman.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const AGENT = join(ROOT, "dist/agent");
+const IMAGE = "localhost/hello-web:test";
+const prefix = uniquePrefix("bench");
+const work = mkdtempSync(join(tmpdir(), "bench-converge-"));
+
+async function unusedSubnetIds(count: number): Promise<number[]> {
+  const used = await podman(["network", "ls", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}"]);
+  const out: number[] = [];
+  for (let n = 250; n > 20 && out.length < count; n--) if (!used.includes(`10.200.${n}.`)) out.push(n);
+  if (out.length < count) throw new Error("not enough free 10.200.N.0/24 subnets");
+  return out;
+}
+
+function expected(tag: string, count: number, subnetId: number) {
+  return {
+    containers: Array.from({ length: count }, (_, i) => ({
+      deploymentId: `${prefix}-${tag}-dep${i}`,
+      serviceId: `${prefix}-${tag}-svc${i}`,
+      serviceName: `svc${i}`,
+      name: `${prefix}-${tag}-${i}`,
+      image: IMAGE,
+      ipAddress: `10.200.${subnetId}.${10 + i}`,
+      ports: [],
+      env: {},
+      healthCheck: null,
+      volumes: [],
+    })),
+  };
+}
+
+async function agentReconcile(statePath: string, network: string, subnetId: number, env: Record<string, string>) {
+  const t0 = performance.now();
+  const proc = Bun.spawn([AGENT, "reconcile", "--once", "--json", "--state", statePath, "--data-dir", join(work, "data"), "--network-name", network, "--subnet-id", String(subnetId), "--dns-port", "0"], {
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const ms = performance.now() - t0;
+  if (code !== 0) throw new Error(`agent reconcile exited ${code}: ${err}`);
+  const json = JSON.parse(out) as { applied: unknown[]; podmanApiCalls: number };
+  return { ms, applied: json.applied.length, apiCalls: json.podmanApiCalls };
+}
+
+async function podmanRunFloor(count: number, network: string, subnetId: number): Promise<number> {
+  await podman(["network", "create", "--subnet", `10.200.${subnetId}.0/24`, "--gateway", `10.200.${subnetId}.1`, "--disable-dns", network]);
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    await podman([
+      "run", "-d",
+      "--name", `${prefix}-floor-${i}`,
+      "--label", `techulus.service.id=${prefix}-floor-svc${i}`,
+      "--label", `techulus.deployment.id=${prefix}-floor-dep${i}`,
+      "--label", `techulus.service.name=svc${i}`,
+      "--network", network,
+      "--ip", `10.200.${subnetId}.${10 + i}`,
+      "--restart", "on-failure:5",
+      IMAGE,
+    ]);
+  }
+  return performance.now() - t0;
+}
+
+const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+async function main() {
+  const service = await startPodmanService();
+  const env = { CONTAINER_HOST: `unix://${service.socketPath}` };
+  try {
+    const [floorSubnet, agentSubnet, idle10Subnet, idle100Subnet] = await unusedSubnetIds(4);
+    const rows: string[][] = [];
+
+    const floorMs = await podmanRunFloor(20, `${prefix}-floor`, floorSubnet!);
+    const state20 = join(work, "20.json");
+    writeFileSync(state20, JSON.stringify(expected("a", 20, agentSubnet!)));
+    const agent20 = await agentReconcile(state20, `${prefix}-a`, agentSubnet!, env);
+    rows.push(["20 new deployments", `podman run -d ×20: ${fmt(floorMs)}`, `agent: ${fmt(agent20.ms)} (${agent20.applied} applied)`, `ratio ${(agent20.ms / floorMs).toFixed(2)} (target ≤ 1.5)`]);
+
+    const idle: Record<number, { ms: number; apiCalls: number }> = {};
+    for (const [count, subnet] of [[10, idle10Subnet!], [100, idle100Subnet!]] as const) {
+      const path = join(work, `idle${count}.json`);
+      writeFileSync(path, JSON.stringify(expected(`i${count}`, count, subnet)));
+      await agentReconcile(path, `${prefix}-i${count}`, subnet, env); // deploy them first
+      const pass = await agentReconcile(path, `${prefix}-i${count}`, subnet, env);
+      if (pass.applied !== 0) throw new Error(`idle pass over ${count} applied ${pass.applied} changes`);
+      idle[count] = pass;
+    }
+    const procFloor = await (async () => {
+      const t0 = performance.now();
+      await Bun.spawn([AGENT, "--version"]).exited;
+      return performance.now() - t0;
+    })();
+    rows.push(["idle pass, 10 containers", `wall ${fmt(idle[10]!.ms)}`, `podman API calls: ${idle[10]!.apiCalls}`, `process start alone: ${fmt(procFloor)}`]);
+    rows.push(["idle pass, 100 containers", `wall ${fmt(idle[100]!.ms)}`, `podman API calls: ${idle[100]!.apiCalls}`, `calls 100 vs 10: ${idle[100]!.apiCalls === idle[10]!.apiCalls ? "same" : "DIFFERENT"}`]);
+
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    console.log(`\nbench/converge (${new Date().toISOString()}, podman ${(await podman(["--version"])).trim()})`);
+    for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join(" | "));
+  } finally {
+    await cleanupPodman(prefix);
+    await service.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();

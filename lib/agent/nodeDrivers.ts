@@ -1,0 +1,105 @@
+import type { Settings } from "../config/settings.ts";
+import type { DataDir, Identity } from "../datadir/DataDir.ts";
+import { DnsmasqDriver, containerDnsServers, dnsListenAddresses } from "../dns/DnsmasqDriver.ts";
+import type { DnsDriver, ProxyDriver, WireGuardDriver } from "../drivers.ts";
+import { logger } from "../logger.ts";
+import { findOrStartPodmanSocket, type PodmanSocket } from "../podman/PodmanSocket.ts";
+import { PodmanRuntime } from "../podman/PodmanRuntime.ts";
+import { selectProxyDriver } from "../proxy/selectProxyDriver.ts";
+import type { Drivers } from "../reconcile/Drivers.ts";
+import { WgDriver } from "../wireguard/WireGuardDriver.ts";
+import { join } from "node:path";
+
+const log = logger("node");
+
+/** Settings every command that touches the node's state takes. */
+export const NODE_SETTING_KEYS = [
+  "proxy",
+  "networkName",
+  "insecureRegistries",
+  "wireguardInterface",
+  "wireguardPort",
+  "proxyDriver",
+  "caddyAdminUrl",
+  "traefikDynamicDir",
+  "dnsPort",
+] as const;
+export type NodeSettings = Settings<(typeof NODE_SETTING_KEYS)[number]>;
+
+export interface NodeDrivers {
+  drivers: Drivers;
+  /** Readies the node before the first pass: the container network, and dnsmasq running (so containers resolve names even when no record changes). */
+  prepare(): Promise<void>;
+  podman: PodmanSocket;
+  /** The Podman runtime itself (the benchmark reads its API call count). */
+  runtime: PodmanRuntime;
+  close(): Promise<void>;
+}
+
+export interface NodeDriversOptions {
+  settings: NodeSettings;
+  dataDir: DataDir;
+  /** Registration; without it (a local --state run) there is no WireGuard and DNS listens on loopback and the bridge gateway. */
+  identity?: Identity;
+  subnetId: number;
+}
+
+/**
+ * The drivers this node uses: Podman always; dnsmasq unless --dns-port 0; WireGuard when the node
+ * is registered (it needs the mesh address); a proxy driver only on proxy nodes, so worker nodes
+ * never touch routes.
+ */
+export async function createNodeDrivers(options: NodeDriversOptions): Promise<NodeDrivers> {
+  const { settings, dataDir, identity, subnetId } = options;
+  const gateway = `10.200.${subnetId}.1`;
+  let dns: DnsDriver | undefined;
+  let dnsmasq: DnsmasqDriver | undefined;
+  let dnsServers: string[] | undefined;
+  if (settings.dnsPort !== 0) {
+    const listenAddresses = identity ? dnsListenAddresses(identity.wireguardIp) : ["127.0.0.1", gateway];
+    // The default run dir is under /run: dnsmasq drops to nobody and could not read the private data dir.
+    dnsmasq = new DnsmasqDriver({ listenAddresses, port: settings.dnsPort });
+    dns = dnsmasq;
+    dnsServers = identity ? containerDnsServers(identity.wireguardIp) : [gateway];
+  }
+  const podman = await findOrStartPodmanSocket({ dataDir: dataDir.root });
+  const runtime = new PodmanRuntime({
+    socketPath: podman.socketPath,
+    volumesRoot: dataDir.volumesDir,
+    networkName: settings.networkName,
+    insecureRegistries: settings.insecureRegistries ?? [],
+    dnsServers,
+  });
+  let wireguard: WireGuardDriver | undefined;
+  if (identity) {
+    wireguard = new WgDriver({
+      interfaceName: settings.wireguardInterface,
+      address: `${identity.wireguardIp}/16`,
+      listenPort: settings.wireguardPort,
+      privateKeyFile: dataDir.wireguardKeyFile,
+      stateDir: join(dataDir.stateDir, "wireguard"),
+    });
+  }
+  let proxy: ProxyDriver | undefined;
+  if (settings.proxy) {
+    proxy = await selectProxyDriver({
+      driver: settings.proxyDriver ?? "auto",
+      caddyAdminUrl: settings.caddyAdminUrl,
+      traefikDynamicDir: settings.traefikDynamicDir,
+    });
+    log.debug(`proxy node: routes go to ${proxy.name}`);
+  }
+  return {
+    drivers: { runtime, dns, proxy, wireguard },
+    podman,
+    runtime,
+    async prepare() {
+      await runtime.ensureNetwork(subnetId);
+      await dnsmasq?.ensureRunning();
+    },
+    async close() {
+      await runtime.close();
+      await podman.stop();
+    },
+  };
+}

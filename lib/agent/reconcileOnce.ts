@@ -1,0 +1,174 @@
+import { readFileSync } from "node:fs";
+import type { ControlPlaneClient } from "../controlplane/ControlPlaneClient.ts";
+import type { Settings } from "../config/settings.ts";
+import { parseEncryptionKey } from "../crypto/secrets.ts";
+import { DataDir, type Identity } from "../datadir/DataDir.ts";
+import { AgentError, ExitCode, UsageError, errorMessage } from "../errors.ts";
+import { logger } from "../logger.ts";
+import { registerSecret } from "../redact.ts";
+import { deployContext } from "../reconcile/deployContext.ts";
+import { loadStateFile, parseExpectedState } from "../reconcile/expectedStateSource.ts";
+import { observeActual } from "../reconcile/observeActual.ts";
+import { reconcilePass, type AppliedChange } from "../reconcile/reconcilePass.ts";
+import { containerStatuses, hostResources } from "../reconcile/statusReport.ts";
+import { planChanges } from "../state/planChanges.ts";
+import type { ActualState, Change, ExpectedState } from "../state/types.ts";
+import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
+import { ensureRegistered } from "../registration.ts";
+import { processWorkQueueOnce, type WorkQueueSummary } from "../workqueue/processWorkQueueOnce.ts";
+
+const log = logger("reconcile");
+
+export type ReconcileSettings = NodeSettings & Settings<"url" | "dataDir" | "signing" | "requestTimeout" | "passTimeout">;
+
+export interface ReconcileOnceOptions {
+  settings: ReconcileSettings;
+  /** `--state FILE|URL`: expected state from a file instead of the control plane. */
+  state?: string;
+  encryptionKeyFile?: string;
+  subnetId?: number;
+  dryRun: boolean;
+  workQueue: boolean;
+  lockWaitMs: number;
+}
+
+export interface PlannedChange {
+  kind: Change["kind"];
+  description: string;
+  reason: string;
+}
+
+export interface ReconcileOnceResult {
+  source: "control-plane" | "state-file";
+  dryRun: boolean;
+  converged: boolean;
+  applied: AppliedChange[];
+  failed?: AppliedChange & { error: string };
+  remaining: PlannedChange[];
+  workQueue?: WorkQueueSummary;
+  durations: { totalMs: number; passMs: number };
+  /** Podman API calls this run made (the benchmark compares them across node sizes). */
+  podmanApiCalls: number;
+  exitCode: number;
+}
+
+/** `agent reconcile --once`: one full pass, then a result with the documented exit code. */
+export async function reconcileOnce(options: ReconcileOnceOptions): Promise<ReconcileOnceResult> {
+  const started = performance.now();
+  const dataDir = new DataDir(options.settings.dataDir!);
+  // A dry run changes nothing, so it never waits for a running agent.
+  const lock = options.dryRun ? undefined : await dataDir.lock({ waitMs: options.lockWaitMs });
+  try {
+    const identity = dataDir.hasIdentity() ? dataDir.readIdentity() : undefined;
+    let client: ControlPlaneClient | undefined;
+    let expected: ExpectedState;
+    let encryptionKey = identity?.encryptionKey;
+    const normalize = { isProxy: options.settings.proxy === true, volumesRoot: dataDir.volumesDir };
+    if (options.state) {
+      if (options.encryptionKeyFile) encryptionKey = readEncryptionKeyFile(options.encryptionKeyFile);
+      expected = await loadStateFile(options.state, normalize);
+    } else {
+      if (!identity) {
+        throw new UsageError(`${dataDir.root} has no identity: register with agent run first, or pass --state FILE|URL`);
+      }
+      const registered = await ensureRegistered({ dataDir, url: options.settings.url, signing: options.settings.signing, timeoutMs: options.settings.requestTimeout! * 1000 });
+      client = registered.client;
+      let wire: unknown;
+      try {
+        wire = await client.getExpectedState();
+      } catch (err) {
+        throw new AgentError(`cannot fetch expected state: ${errorMessage(err)}`, { hint: "run agent doctor" });
+      }
+      expected = parseExpectedState(wire, { ...normalize, allowPlainEnv: false, origin: "the control plane" });
+      dataDir.writeStateJson("expected-state.json", wire);
+    }
+    const subnetId = options.subnetId ?? identity?.subnetId ?? inferSubnetId(expected) ?? 1;
+    const node = await createNodeDrivers({ settings: options.settings, dataDir, identity, subnetId });
+    try {
+      if (options.dryRun) {
+        const actual = await observeActual(node.drivers);
+        const plan = planChanges(expected, actual);
+        return finish({ converged: plan.length === 0, applied: [], remaining: plan, passMs: 0, apiCalls: node.runtime.apiCalls });
+      }
+      await node.prepare();
+      let workQueue: WorkQueueSummary | undefined;
+      if (client && options.workQueue) {
+        workQueue = await processWorkQueueOnce({ client, runtime: node.drivers.runtime, wireguard: node.drivers.wireguard, dataDir });
+      }
+      const report = async (actual: ActualState, withResources: boolean) => {
+        if (!client) return;
+        try {
+          await client.reportStatus({ ...(withResources ? { resources: hostResources(dataDir.root) } : {}), containers: containerStatuses(actual.containers) });
+        } catch (err) {
+          log.warn(`status report failed: ${errorMessage(err)}`);
+        }
+      };
+      const pass = await reconcilePass({
+        expected,
+        drivers: node.drivers,
+        context: deployContext(encryptionKey),
+        budgetMs: options.settings.passTimeout! * 1000,
+        afterChange: (actual) => report(actual, false),
+      });
+      await report(pass.actual, true);
+      return finish({ converged: pass.converged, applied: pass.applied, failed: pass.failed, remaining: pass.remaining, passMs: pass.durationMs, workQueue, apiCalls: node.runtime.apiCalls });
+    } finally {
+      await node.close();
+      await client?.close();
+    }
+  } finally {
+    lock?.release();
+  }
+
+  function finish(r: {
+    converged: boolean;
+    applied: AppliedChange[];
+    failed?: ReconcileOnceResult["failed"];
+    remaining: Change[];
+    passMs: number;
+    workQueue?: WorkQueueSummary;
+    apiCalls: number;
+  }): ReconcileOnceResult {
+    const workFailed = (r.workQueue?.failed ?? 0) > 0;
+    const exitCode = r.failed || workFailed ? ExitCode.failure : r.converged ? ExitCode.ok : ExitCode.driftRemains;
+    return {
+      source: options.state ? "state-file" : "control-plane",
+      dryRun: options.dryRun,
+      converged: r.converged,
+      applied: r.applied,
+      failed: r.failed,
+      remaining: r.remaining.map((c) => ({ kind: c.kind, description: c.description, reason: c.reason })),
+      workQueue: r.workQueue,
+      durations: { totalMs: Math.round(performance.now() - started), passMs: r.passMs },
+      podmanApiCalls: r.apiCalls,
+      exitCode,
+    };
+  }
+}
+
+function readEncryptionKeyFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw new UsageError(`--encryption-key-file: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+  }
+  try {
+    parseEncryptionKey(text);
+  } catch {
+    throw new UsageError(`--encryption-key-file: ${path} must hold 64 hex characters (an AES-256 key)`);
+  }
+  registerSecret(text);
+  return text;
+}
+
+/** A state file without registration: the subnet is the one its container addresses live in. */
+export function inferSubnetId(state: ExpectedState): number | undefined {
+  for (const c of state.containers) {
+    const m = c.ipAddress?.match(/^10\.200\.(\d{1,3})\.\d{1,3}$/);
+    if (m) return Number(m[1]);
+  }
+  return undefined;
+}
+
+export type { Identity };

@@ -1,0 +1,322 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { FileLock } from "../../lib/fs/fileLock.ts";
+import { TestControlPlane } from "../support/TestControlPlane.ts";
+import { runAgentCli, startAgentCli, tempDir } from "../support/agentBinary.ts";
+import { cleanupPodman, freePort, podman, startPodmanService, uniquePrefix, waitFor, type PodmanService } from "../support/podman.ts";
+
+const WEB_IMAGE = "localhost/hello-web:test";
+const prefix = uniquePrefix("rc");
+const network = `${prefix}-net`;
+const tmp = tempDir("reconcile-e2e-");
+let service: PodmanService;
+let subnetId: number;
+let env: Record<string, string>;
+
+async function unusedSubnetId(): Promise<number> {
+  const used = await podman(["network", "ls", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}"]);
+  for (let i = 0; i < 200; i++) {
+    const n = 100 + Math.floor(Math.random() * 150);
+    if (!used.includes(`10.200.${n}.`)) return n;
+  }
+  throw new Error("no free 10.200.N.0/24 subnet");
+}
+
+interface ContainerSpec {
+  n: number;
+  image?: string;
+  hostPort?: number;
+  env?: Record<string, string>;
+}
+
+function expectedContainer(s: ContainerSpec, serviceId = `${prefix}-svc${s.n}`) {
+  return {
+    deploymentId: `${prefix}-dep${s.n}`,
+    serviceId,
+    serviceName: `web${s.n}`,
+    name: `${prefix}-web${s.n}`,
+    image: s.image ?? WEB_IMAGE,
+    ipAddress: `10.200.${subnetId}.${10 + s.n}`,
+    ports: s.hostPort ? [{ containerPort: 8080, hostPort: s.hostPort }] : [],
+    env: s.env ?? {},
+    healthCheck: null,
+    volumes: [],
+  };
+}
+
+function writeState(name: string, state: unknown): string {
+  const path = join(tmp.path, `${name}.json`);
+  writeFileSync(path, JSON.stringify(state));
+  return path;
+}
+
+async function reconcile(statePath: string, extra: string[] = [], dataDir = join(tmp.path, "data")) {
+  const res = await runAgentCli(
+    ["reconcile", "--once", "--json", "--state", statePath, "--data-dir", dataDir, "--network-name", network, "--subnet-id", String(subnetId), "--dns-port", "0", ...extra],
+    { env, timeoutMs: 170_000 },
+  );
+  let json: any;
+  try {
+    json = JSON.parse(res.stdout);
+  } catch {
+    json = undefined;
+  }
+  return { ...res, json };
+}
+
+interface PsRow {
+  Id: string;
+  Names: string[];
+  State: string;
+  Image: string;
+  Labels: Record<string, string> | null;
+}
+
+async function ours(): Promise<PsRow[]> {
+  const rows = JSON.parse(await podman(["ps", "-a", "--format", "json"])) as PsRow[];
+  return rows.filter((r) => r.Names.some((n) => n.startsWith(prefix)));
+}
+
+async function byName(name: string): Promise<PsRow | undefined> {
+  return (await ours()).find((r) => r.Names.includes(name));
+}
+
+beforeAll(async () => {
+  service = await startPodmanService();
+  subnetId = await unusedSubnetId();
+  env = { CONTAINER_HOST: `unix://${service.socketPath}` };
+});
+
+afterAll(async () => {
+  await cleanupPodman(prefix);
+  await service.stop();
+  tmp.cleanup();
+});
+
+describe("agent reconcile --once --state (real Podman)", () => {
+  let port1: number;
+
+  test("deploys several containers, reachable on their published ports, with plain env", async () => {
+    port1 = await freePort();
+    const state = writeState("three", {
+      containers: [expectedContainer({ n: 1, hostPort: port1, env: { GREETING: "plain:hi there" } }), expectedContainer({ n: 2 }), expectedContainer({ n: 3 })],
+    });
+    const res = await reconcile(state);
+    expect(res.stderr).not.toContain("hi there");
+    expect(res.exitCode).toBe(0);
+    expect(res.json.converged).toBe(true);
+    expect(res.json.applied.map((a: { kind: string }) => a.kind)).toEqual(["deploy", "deploy", "deploy"]);
+    const rows = await ours();
+    expect(rows.filter((r) => r.State === "running")).toHaveLength(3);
+    const web1 = (await byName(`${prefix}-web1`))!;
+    expect(web1.Labels?.["techulus.service.id"]).toBe(`${prefix}-svc1`);
+    expect(web1.Labels?.["techulus.deployment.id"]).toBe(`${prefix}-dep1`);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port1}/`).then((r) => r.text()).catch(() => "")).includes("hello from"), 15_000, "the web page");
+    const greeting = await podman(["exec", `${prefix}-web1`, "sh", "-c", "echo $GREETING"]);
+    expect(greeting.trim()).toBe("hi there");
+    const inspect = JSON.parse(await podman(["inspect", `${prefix}-web1`]))[0];
+    expect(inspect.NetworkSettings.Networks[network].IPAddress).toBe(`10.200.${subnetId}.11`);
+  });
+
+  test("a second pass over a converged node changes nothing (exit 0, nothing applied)", async () => {
+    const before = (await ours()).map((r) => r.Id).sort();
+    const res = await reconcile(join(tmp.path, "three.json"));
+    expect(res.exitCode).toBe(0);
+    expect(res.json.applied).toEqual([]);
+    expect((await ours()).map((r) => r.Id).sort()).toEqual(before);
+  });
+
+  test("--dry-run prints the plan with reasons, exits 3 and changes nothing", async () => {
+    const state = writeState("dry", { containers: [expectedContainer({ n: 1, hostPort: port1 }), expectedContainer({ n: 2 }), expectedContainer({ n: 4 })] });
+    const before = (await ours()).map((r) => `${r.Id} ${r.State}`).sort();
+    const res = await reconcile(state, ["--dry-run"]);
+    expect(res.exitCode).toBe(3);
+    expect(res.json.dryRun).toBe(true);
+    const plan = res.json.remaining as Array<{ kind: string; description: string; reason: string }>;
+    expect(plan.map((c) => c.kind)).toEqual(["stop-orphan", "deploy"]);
+    expect(plan[0]!.reason).toContain(`${prefix}-dep3`);
+    expect(plan[1]!.description).toContain(`${prefix}-web4`);
+    expect((await ours()).map((r) => `${r.Id} ${r.State}`).sort()).toEqual(before);
+    const text = await runAgentCli(["reconcile", "--once", "--dry-run", "--state", state, "--data-dir", join(tmp.path, "data"), "--network-name", network, "--subnet-id", String(subnetId), "--dns-port", "0"], { env });
+    expect(text.stdout).toContain("plan (2 changes, nothing applied):");
+    expect(text.stdout).toContain("why: ");
+  });
+
+  test("a deployment no longer expected goes running → stopped → removed; unlabelled containers are never touched", async () => {
+    await podman(["run", "-d", "--name", `${prefix}-unlabelled`, "--network", network, WEB_IMAGE]);
+    const unlabelled = (await byName(`${prefix}-unlabelled`))!;
+    const res = await reconcile(join(tmp.path, "dry.json"));
+    expect(res.exitCode).toBe(0);
+    expect(res.json.applied.map((a: { kind: string }) => a.kind)).toEqual(["stop-orphan", "remove-orphan", "deploy"]);
+    expect(await byName(`${prefix}-web3`)).toBeUndefined();
+    expect((await byName(`${prefix}-web4`))?.State).toBe("running");
+    const still = (await byName(`${prefix}-unlabelled`))!;
+    expect(still.Id).toBe(unlabelled.Id);
+    expect(still.State).toBe("running");
+  });
+
+  test("an orphan without a deployment id is removed", async () => {
+    await podman(["run", "-d", "--name", `${prefix}-orphan`, "--label", `techulus.service.id=${prefix}-svcX`, "--network", network, WEB_IMAGE]);
+    const res = await reconcile(join(tmp.path, "dry.json"));
+    expect(res.exitCode).toBe(0);
+    expect(res.json.applied[0].reason).toContain("techulus.deployment.id");
+    expect(await byName(`${prefix}-orphan`)).toBeUndefined();
+  });
+
+  test("exited and created containers are started, not recreated", async () => {
+    const web2 = (await byName(`${prefix}-web2`))!;
+    await podman(["stop", `${prefix}-web2`]);
+    // A container created but never started, as an agent killed between create and start leaves it.
+    const created = expectedContainer({ n: 5 });
+    await podman([
+      "create",
+      "--name", created.name,
+      "--label", `techulus.service.id=${created.serviceId}`,
+      "--label", `techulus.deployment.id=${created.deploymentId}`,
+      "--network", network,
+      "--ip", created.ipAddress,
+      WEB_IMAGE,
+    ]);
+    const createdId = (await byName(created.name))!.Id;
+    const state = writeState("five", { containers: [expectedContainer({ n: 1, hostPort: port1 }), expectedContainer({ n: 2 }), expectedContainer({ n: 4 }), created] });
+    const res = await reconcile(state);
+    expect(res.exitCode).toBe(0);
+    expect(res.json.applied.map((a: { kind: string }) => a.kind)).toEqual(["start", "start"]);
+    expect((await byName(`${prefix}-web2`))!.Id).toBe(web2.Id);
+    expect((await byName(created.name))!.Id).toBe(createdId);
+    expect((await byName(created.name))!.State).toBe("running");
+  });
+
+  test("a container with the wrong image is redeployed", async () => {
+    await podman(["tag", WEB_IMAGE, `localhost/${prefix}-web:v2`]);
+    const old = (await byName(`${prefix}-web4`))!;
+    const state = writeState("v2", {
+      containers: [expectedContainer({ n: 1, hostPort: port1 }), expectedContainer({ n: 2 }), expectedContainer({ n: 4, image: `localhost/${prefix}-web:v2` }), expectedContainer({ n: 5 })],
+    });
+    const res = await reconcile(state);
+    expect(res.exitCode).toBe(0);
+    expect(res.json.applied).toHaveLength(1);
+    expect(res.json.applied[0].kind).toBe("redeploy");
+    expect(res.json.applied[0].reason).toContain(`localhost/${prefix}-web:v2`);
+    const now = (await byName(`${prefix}-web4`))!;
+    expect(now.Id).not.toBe(old.Id);
+    expect(now.Image).toContain(`${prefix}-web:v2`);
+  });
+
+  test("an invalid expected state is rejected as a whole and nothing changes", async () => {
+    const before = (await ours()).map((r) => `${r.Id} ${r.State}`).sort();
+    const state = writeState("invalid", {
+      containers: [expectedContainer({ n: 6 }), { ...expectedContainer({ n: 7 }), image: "evil;rm -rf /" }],
+    });
+    const res = await reconcile(state);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain("expected state rejected");
+    expect(res.stderr).toContain("evil;rm -rf /");
+    expect((await ours()).map((r) => `${r.Id} ${r.State}`).sort()).toEqual(before);
+    const notJson = join(tmp.path, "broken.json");
+    writeFileSync(notJson, "{ containers: [");
+    const broken = await reconcile(notJson);
+    expect(broken.exitCode).toBe(1);
+    expect(broken.stderr).toContain("is not valid JSON");
+  });
+
+  test("killed with SIGKILL in the middle of a deploy, the next pass converges without a duplicate", async () => {
+    const many = [1, 2, 4, 5, 8, 9, 10, 11].map((n) => expectedContainer({ n, ...(n === 1 ? { hostPort: port1 } : {}), ...(n === 4 ? { image: `localhost/${prefix}-web:v2` } : {}) }));
+    const state = writeState("many", { containers: many });
+    const agent = startAgentCli(
+      ["reconcile", "--once", "--state", state, "--data-dir", join(tmp.path, "data"), "--network-name", network, "--subnet-id", String(subnetId), "--dns-port", "0"],
+      { env },
+    );
+    await agent.waitForLog(/\[reconcile\] deploy .*web9/, 60_000);
+    await agent.stop("SIGKILL");
+    const res = await reconcile(state);
+    expect(res.exitCode).toBe(0);
+    const rows = await ours();
+    const managed = rows.filter((r) => r.Labels?.["techulus.deployment.id"]);
+    expect(managed).toHaveLength(many.length);
+    expect(new Set(managed.map((r) => r.Labels!["techulus.deployment.id"])).size).toBe(many.length);
+    expect(managed.every((r) => r.State === "running")).toBe(true);
+  });
+
+  test("the data-dir lock: reconcile waits, then exits 4 naming the holder", async () => {
+    const dataDir = join(tmp.path, "locked");
+    const { DataDir } = await import("../../lib/datadir/DataDir.ts");
+    new DataDir(dataDir).ensure();
+    const lock = FileLock.tryAcquire(join(dataDir, "agent.lock"));
+    if (!(lock instanceof FileLock)) throw new Error("could not take the lock");
+    try {
+      const res = await reconcile(join(tmp.path, "many.json"), ["--lock-wait", "1"], dataDir);
+      expect(res.exitCode).toBe(4);
+      expect(res.stderr).toContain(`locked by process ${process.pid}`);
+    } finally {
+      lock.release();
+    }
+  });
+
+  test("usage errors exit 2", async () => {
+    const noOnce = await runAgentCli(["reconcile", "--state", "x.json"], { env });
+    expect(noOnce.exitCode).toBe(2);
+    expect(noOnce.stderr).toContain("needs --once");
+    const missing = await reconcile(join(tmp.path, "does-not-exist.json"));
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toContain("cannot read");
+    const noIdentity = await runAgentCli(["reconcile", "--once", "--data-dir", join(tmp.path, "empty")], { env });
+    expect(noIdentity.exitCode).toBe(2);
+    expect(noIdentity.stderr).toContain("has no identity");
+  });
+});
+
+describe("agent run against the test control plane (real Podman)", () => {
+  const cp = new TestControlPlane();
+  const dataDir = join(tmp.path, "run-data");
+  let serverId: string;
+
+  beforeAll(async () => {
+    await cp.start();
+    cp.nextSubnet = await unusedSubnetId();
+  });
+  afterAll(() => cp.stop());
+
+  test("converges, restarts a container stopped from outside within seconds, keeps the node as it is while the control plane is down, and leaves containers running on SIGTERM", async () => {
+    const token = cp.issueToken();
+    serverId = cp.serverByToken(token)!.id;
+    const server = cp.servers.get(serverId)!;
+    // Registration will assign subnet N = cp.nextSubnet; the state is ready before the agent starts,
+    // so its first tick deploys and every later tick (poll interval 60 s) can only come from a wake-up.
+    const sub = cp.nextSubnet;
+    const c = { ...expectedContainer({ n: 20 }, `${prefix}-runsvc`), ipAddress: `10.200.${sub}.20`, env: { SECRET: cp.encrypt("sealed-value") } };
+    cp.setExpectedState(serverId, { containers: [c] });
+    const agent = startAgentCli(
+      ["run", "--url", cp.url, "--token", token, "--data-dir", dataDir, "--network-name", `${prefix}-runnet`, "--dns-port", "0", "--poll-interval", "60", "--work-queue-interval", "60", "--build-poll-interval", "3600"],
+      { env },
+    );
+    try {
+      await agent.waitForLog(/registered as server/);
+      await waitFor(async () => (await byName(c.name))?.State === "running", 60_000, "the deployment");
+      expect((await podman(["exec", c.name, "sh", "-c", "echo $SECRET"])).trim()).toBe("sealed-value");
+      expect(agent.stderr()).not.toContain("sealed-value");
+      await waitFor(() => server.statusReports.some((r) => r.body.containers.some((x: { deploymentId: string; status: string }) => x.deploymentId === c.deploymentId && x.status === "running")), 30_000, "a running status report");
+
+      const id = (await byName(c.name))!.Id;
+      await podman(["stop", c.name]);
+      await waitFor(async () => (await byName(c.name))?.State === "running", 20_000, "the agent to start the stopped container");
+      expect((await byName(c.name))!.Id).toBe(id);
+      expect(agent.stderr()).toMatch(/died; reconciling now/);
+
+      const off = cp.intercept((req) => (req.path.endsWith("/expected-state") ? new Response("bad gateway", { status: 502 }) : undefined));
+      try {
+        await podman(["stop", c.name]);
+        await waitFor(() => /keeping the node as it is/.test(agent.stderr()), 30_000, "the agent to notice the control plane is down");
+        await waitFor(async () => (await byName(c.name))?.State === "running", 30_000, "the last good state to bring the container back");
+        expect((await byName(c.name))!.Id).toBe(id);
+      } finally {
+        off();
+      }
+      expect(await agent.stop("SIGTERM")).toBe(0);
+      expect((await byName(c.name))?.State).toBe("running");
+    } finally {
+      if (agent.proc.exitCode === null) await agent.stop("SIGKILL");
+    }
+  });
+});
