@@ -112,7 +112,6 @@ export async function runClaimedBuild(options: ClaimedBuildOptions): Promise<Cla
     );
     await report("completed");
     await terminal.finish("completed", result.reference);
-    log.info(`build ${short}: completed, pushed ${result.reference}`);
     return { status: "completed", result };
   } catch (err) {
     if (err instanceof BuildCancelledError || aborter.signal.aborted) {
@@ -120,14 +119,12 @@ export async function runClaimedBuild(options: ClaimedBuildOptions): Promise<Cla
       // A cancelled build is the control plane's own doing; a shutdown is a failure it must hear about.
       if (!cancelledByControlPlane) await report("failed", `build ${why}`);
       await terminal.finish("cancelled", why);
-      log.info(`build ${short}: ${why}`);
       return { status: "cancelled", error: why };
     }
     const message = redact(errorMessage(err));
     buildLog.line(`error: ${message}`);
     await report("failed", message);
     await terminal.finish("failed", message);
-    log.warn(`build ${short}: failed: ${message}`);
     return { status: "failed", error: message };
   } finally {
     clearInterval(watcher);

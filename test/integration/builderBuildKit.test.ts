@@ -15,6 +15,7 @@ import { selectDriver } from "../../builder/drivers/selectDriver.ts";
 import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
 import { runBuild, type BuildJob } from "../../builder/runBuild.ts";
 import { REPO_ROOT, tempDir } from "../support/agentBinary.ts";
+import { processesWithCmdline } from "../support/builds.ts";
 import type { Invocation } from "../support/standins/record.ts";
 
 const STANDIN_BIN = join(REPO_ROOT, "test/support/bin");
@@ -261,19 +262,4 @@ describe("driver selection", () => {
     }
   });
 });
-
-function processesWithCmdline(cmdline: string): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
-      const state = readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.[0];
-      if (cmd === cmdline && state !== "Z") out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
 
