@@ -78,6 +78,7 @@ export function checkCiRequest(req: CiBuildRequest): CiBuildPlan {
     throw err;
   }
   const repo = req.repo ? parseRepo(req.repo) : undefined;
+  const tokens = req.github.appId && req.github.privateKeyFile ? GitHubAppTokens.fromKeyFile(req.github.appId, req.github.privateKeyFile, req.github.apiUrl) : undefined;
   const cacheKey = req.cacheKey ?? (repo ? `${repo.owner}-${repo.repo}` : "local");
   return {
     buildId: randomUUID(),
@@ -89,8 +90,7 @@ export function checkCiRequest(req: CiBuildRequest): CiBuildPlan {
       if (!repo || !ref) return { kind: "dir", path: req.source! };
       const base = (req.github.url ?? githubWebUrl(req.github.apiUrl)).replace(/\/+$/, "");
       const url = `${base}/${repo.owner}/${repo.repo}.git`;
-      if (!req.github.appId || !req.github.privateKeyFile) return { kind: "git", remote: { url }, ref };
-      const tokens = GitHubAppTokens.fromKeyFile(req.github.appId, req.github.privateKeyFile, req.github.apiUrl);
+      if (!tokens) return { kind: "git", remote: { url }, ref };
       const { token } = await tokens.installationToken({ owner: repo.owner, repo: repo.repo, installationId: req.github.installationId });
       return { kind: "git", remote: { url, username: "x-access-token", password: token }, ref };
     },
