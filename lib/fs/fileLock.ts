@@ -1,5 +1,5 @@
 import { dlopen, FFIType } from "bun:ffi";
-import { closeSync, openSync, readFileSync, ftruncateSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, ftruncateSync, statSync, writeSync } from "node:fs";
 import { LockedError } from "../errors.ts";
 
 const LOCK_EX = 2;
@@ -49,6 +49,26 @@ export class FileLock {
     }
   }
 
+  /**
+   * Who holds the lock now, without taking it (not even for a moment, so a starting agent is never
+   * refused because of a look): the kernel's lock table names the holder's pid; the pid written in
+   * the file is the fallback where /proc/locks cannot be read.
+   */
+  static holder(path: string, procLocks = "/proc/locks"): LockHolder {
+    if (!existsSync(path)) return { held: false };
+    let table: string;
+    try {
+      table = readFileSync(procLocks, "utf8");
+    } catch {
+      const pid = readHolder(path);
+      return pid !== undefined && existsSync(`/proc/${pid}`) ? { held: true, pid } : { held: false };
+    }
+    const st = statSync(path, { bigint: true });
+    const pid = lockHolderFromTable(table, st.dev, st.ino);
+    if (pid === undefined) return { held: false };
+    return { held: true, pid: pid > 0 ? pid : readHolder(path) };
+  }
+
   release(): void {
     if (this.fd === undefined) return;
     flock(this.fd, LOCK_UN);
@@ -64,4 +84,22 @@ function readHolder(path: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+export type LockHolder = { held: false } | { held: true; pid?: number };
+
+/**
+ * The pid of the process holding a lock on the file with this device and inode, from /proc/locks
+ * (`1: FLOCK  ADVISORY  WRITE 4113 fe:00:2146962 0 EOF`; `->` lines are waiters, not holders).
+ */
+export function lockHolderFromTable(table: string, dev: bigint, ino: bigint): number | undefined {
+  // Linux dev_t: major = bits 8-19 and 32-43, minor = bits 0-7 and 20-31.
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  for (const line of table.split("\n")) {
+    const m = /^\d+:\s+(?!->)(\S+)\s+\S+\s+\S+\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/i.exec(line);
+    if (!m) continue;
+    if (BigInt(`0x${m[3]}`) === major && BigInt(`0x${m[4]}`) === minor && BigInt(m[5]!) === ino) return Number(m[2]);
+  }
+  return undefined;
 }
