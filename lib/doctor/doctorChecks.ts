@@ -1,0 +1,9 @@
+import type { Check } from "./Check.ts";
+import { controlPlaneChecks } from "./controlPlaneChecks.ts";
+import { dataDirChecks } from "./dataDirChecks.ts";
+import type { DoctorContext } from "./DoctorContext.ts";
+import { driftCheck } from "./driftCheck.ts";
+import { hostChecks } from "./hostChecks.ts";
+
+/** Every check of `agent doctor`, in the order they run and are shown: host, data dir, control plane, drift. */
+export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, ...dataDirChecks, ...controlPlaneChecks, driftCheck];
