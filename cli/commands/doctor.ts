@@ -1,5 +1,68 @@
 import { Command } from "commander";
+import { doctorChecks } from "../../lib/doctor/doctorChecks.ts";
+import { DOCTOR_SETTING_KEYS, DoctorContext } from "../../lib/doctor/DoctorContext.ts";
+import { DoctorSession, type FixOutcome } from "../../lib/doctor/DoctorSession.ts";
+import { UsageError } from "../../lib/errors.ts";
+import { doctorReport, formatOutcome, formatResultLines, formatSummary } from "../doctor/doctorReport.ts";
+import { runDoctorScreen } from "../doctor/runDoctorScreen.tsx";
+import { printJson, printResult } from "../output.ts";
+import { addSettingOptions, settingsFor } from "../settingsOptions.ts";
+
+const SETTINGS = DOCTOR_SETTING_KEYS;
 
 export function doctorCommand(): Command {
-  return new Command("doctor").description("check this host and the agent's view of the world, explain drift, propose fixes");
+  const cmd = new Command("doctor")
+    .description("check this host and the agent's view of the world, explain drift, propose fixes (exit 0: nothing failed, 1: a check failed)")
+    .option("--state <file|url>", "measure drift against this expected state (control plane format) instead of the control plane's")
+    .option("--subnet-id <n>", "container subnet 10.200.N.0/24 when there is no registration (default: from the state's addresses)")
+    .option("--json", "print the results as JSON on stdout (no screen)")
+    .option("--fix", "apply every proposed fix without asking, then check again")
+    .option("--yes", "do not ask before applying: on a terminal enter applies the selection at once; without one, same as --fix");
+  addSettingOptions(cmd, SETTINGS);
+  cmd.action(async (opts: Record<string, unknown>, command: Command) => {
+    let subnetId: number | undefined;
+    if (opts.subnetId !== undefined) {
+      subnetId = Number(opts.subnetId);
+      if (!Number.isInteger(subnetId) || subnetId < 0 || subnetId > 255) throw new UsageError(`--subnet-id: must be an integer 0-255 (got ${JSON.stringify(opts.subnetId)})`);
+    }
+    const settings = settingsFor(command, SETTINGS);
+    const ctx = new DoctorContext({ settings, state: opts.state as string | undefined, subnetId });
+    const session = new DoctorSession(doctorChecks, ctx);
+    const interactive = !opts.json && Boolean(process.stdout.isTTY) && Boolean(process.stdin.isTTY);
+    const fix = Boolean(opts.fix) || (!interactive && Boolean(opts.yes));
+    try {
+      if (interactive) {
+        const subtitle = `${ctx.dataDir.root}${ctx.stateLocation ? ` · state ${ctx.stateLocation}` : ""}`;
+        await runDoctorScreen(session, { autoFix: fix, assumeYes: Boolean(opts.yes), subtitle });
+      } else if (opts.json) {
+        await session.runAll();
+        const outcomes = fix ? await applyAll(session) : undefined;
+        printJson(doctorReport(session, outcomes));
+      } else {
+        await session.runAll((r) => printResult(formatResultLines(r).join("\n")));
+        if (fix) {
+          await applyAll(session, (o) => {
+            printResult(formatOutcome(o));
+            const after = session.results().find((r) => r.id === o.checkId);
+            if (after) printResult(formatResultLines(after).join("\n"));
+          });
+        }
+        printResult(formatSummary(session.summary()));
+        const left = session.proposedFixes().filter((f) => f.automatic).length;
+        if (left > 0 && !fix) printResult(`${left} fix${left === 1 ? "" : "es"} can be applied: agent doctor --fix (or run it on a terminal to choose)`);
+      }
+    } finally {
+      await session.close();
+    }
+    process.exitCode = session.exitCode();
+  });
+  return cmd;
+}
+
+function applyAll(session: DoctorSession, onOutcome?: (o: FixOutcome) => void): Promise<FixOutcome[]> {
+  const ids = session
+    .proposedFixes()
+    .filter((f) => f.automatic)
+    .map((f) => f.checkId);
+  return session.applyFixes(ids, onOutcome);
 }
