@@ -2,14 +2,15 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startAgentCli, tempDir } from "../support/agentBinary.ts";
-import { startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
-import { TEST_IMAGE, cleanupPodman, podman, uniquePrefix, waitFor } from "../support/podman.ts";
+import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
+import { TEST_IMAGE, uniquePrefix, waitFor } from "../support/podman.ts";
 import { TestControlPlane, type WorkItemRecord } from "../support/TestControlPlane.ts";
 
 /**
  * The work queue through the compiled binary: `agent run` polls it, refuses hostile items,
  * and after a lost acknowledgement and a SIGKILL re-reports instead of acting again. Podman is
- * a private store, so the agent's orphan rule cannot reach other tests' containers.
+ * a world of the test's own (isolatedPodman), so the agent's orphan rule cannot reach other
+ * tests' containers.
  */
 const prefix = uniquePrefix("wqe");
 const tmp = tempDir("workqueue-e2e-");
@@ -22,19 +23,10 @@ let bystanderStartedAt = "";
 let serverId = "";
 let token = "";
 
-async function unusedSubnetId(): Promise<number> {
-  const used = await podman(["network", "ls", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}"]);
-  for (let i = 0; i < 200; i++) {
-    const n = 100 + Math.floor(Math.random() * 150);
-    if (!used.includes(`10.200.${n}.`)) return n;
-  }
-  throw new Error("no free 10.200.N.0/24 subnet");
-}
-
 function startAgent(args: string[] = []) {
   return startAgentCli(
-    ["run", "--url", cp.url, "--data-dir", dataDir, "--network-name", `${prefix}-net`, "--dns-port", "0", "--poll-interval", "60", "--work-queue-interval", "0.2", "--build-poll-interval", "3600", ...args],
-    { env: { CONTAINER_HOST: pod.containerHost } },
+    ["run", "--url", cp.url, "--data-dir", dataDir, "--dns-port", "0", "--poll-interval", "60", "--work-queue-interval", "0.2", "--build-poll-interval", "3600", ...args],
+    { env: pod.env },
   );
 }
 
@@ -43,11 +35,12 @@ async function bystanderState(): Promise<string> {
 }
 
 beforeAll(async () => {
-  pod = await startIsolatedPodman(join(tmp.path, "podman"));
+  const subnetId = await freeSubnetId();
+  pod = await startIsolatedPodman({ images: [TEST_IMAGE], network: { subnetId } });
   bystander = (await pod.podman(["run", "-d", "--name", `${prefix}-bystander`, TEST_IMAGE, "sleep", "100000"])).trim();
   bystanderStartedAt = await bystanderState();
   await cp.start();
-  cp.nextSubnet = await unusedSubnetId();
+  cp.nextSubnet = subnetId;
   token = cp.issueToken();
   serverId = cp.serverByToken(token)!.id;
   cp.setExpectedState(serverId, { containers: [] });
@@ -58,7 +51,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await cp.stop();
   await pod?.stop();
-  await cleanupPodman(prefix);
   tmp.cleanup();
 }, 120_000);
 
