@@ -4,24 +4,18 @@ import { join } from "node:path";
 import { FileLock } from "../../lib/fs/fileLock.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
 import { runAgentCli, startAgentCli, tempDir } from "../support/agentBinary.ts";
-import { cleanupPodman, freePort, podman, startPodmanService, uniquePrefix, waitFor, type PodmanService } from "../support/podman.ts";
+import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
+import { freePort, uniquePrefix, waitFor } from "../support/podman.ts";
 
 const WEB_IMAGE = "localhost/hello-web:test";
 const prefix = uniquePrefix("rc");
 const network = `${prefix}-net`;
 const tmp = tempDir("reconcile-e2e-");
-let service: PodmanService;
+// A store of its own: the agent's orphan rule would otherwise reach other tests' managed containers.
+let service: IsolatedPodman;
+const podman = (args: string[]) => service.podman(args);
 let subnetId: number;
 let env: Record<string, string>;
-
-async function unusedSubnetId(): Promise<number> {
-  const used = await podman(["network", "ls", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}"]);
-  for (let i = 0; i < 200; i++) {
-    const n = 100 + Math.floor(Math.random() * 150);
-    if (!used.includes(`10.200.${n}.`)) return n;
-  }
-  throw new Error("no free 10.200.N.0/24 subnet");
-}
 
 interface ContainerSpec {
   n: number;
@@ -73,23 +67,22 @@ interface PsRow {
   Labels: Record<string, string> | null;
 }
 
-async function ours(): Promise<PsRow[]> {
-  const rows = JSON.parse(await podman(["ps", "-a", "--format", "json"])) as PsRow[];
+async function ours(world: IsolatedPodman = service): Promise<PsRow[]> {
+  const rows = JSON.parse(await world.podman(["ps", "-a", "--format", "json"])) as PsRow[];
   return rows.filter((r) => r.Names.some((n) => n.startsWith(prefix)));
 }
 
-async function byName(name: string): Promise<PsRow | undefined> {
-  return (await ours()).find((r) => r.Names.includes(name));
+async function byName(name: string, world: IsolatedPodman = service): Promise<PsRow | undefined> {
+  return (await ours(world)).find((r) => r.Names.includes(name));
 }
 
 beforeAll(async () => {
-  service = await startPodmanService();
-  subnetId = await unusedSubnetId();
-  env = { CONTAINER_HOST: `unix://${service.socketPath}` };
+  subnetId = await freeSubnetId();
+  service = await startIsolatedPodman({ images: [WEB_IMAGE], network: { subnetId, name: network } });
+  env = service.env;
 });
 
 afterAll(async () => {
-  await cleanupPodman(prefix);
   await service.stop();
   tmp.cleanup();
 });
@@ -272,11 +265,16 @@ describe("agent run against the test control plane (real Podman)", () => {
   const dataDir = join(tmp.path, "run-data");
   let serverId: string;
 
+  let runWorld: IsolatedPodman;
   beforeAll(async () => {
     await cp.start();
-    cp.nextSubnet = await unusedSubnetId();
+    cp.nextSubnet = await freeSubnetId();
+    runWorld = await startIsolatedPodman({ images: [WEB_IMAGE], network: { subnetId: cp.nextSubnet, name: `${prefix}-runnet` } });
   });
-  afterAll(() => cp.stop());
+  afterAll(async () => {
+    await runWorld.stop();
+    await cp.stop();
+  });
 
   test("converges, restarts a container stopped from outside within seconds, keeps the node as it is while the control plane is down, and leaves containers running on SIGTERM", async () => {
     const token = cp.issueToken();
@@ -289,32 +287,33 @@ describe("agent run against the test control plane (real Podman)", () => {
     cp.setExpectedState(serverId, { containers: [c] });
     const agent = startAgentCli(
       ["run", "--url", cp.url, "--token", token, "--data-dir", dataDir, "--network-name", `${prefix}-runnet`, "--dns-port", "0", "--poll-interval", "60", "--work-queue-interval", "60", "--build-poll-interval", "3600"],
-      { env },
+      { env: runWorld.env },
     );
     try {
       await agent.waitForLog(/registered as server/);
-      await waitFor(async () => (await byName(c.name))?.State === "running", 60_000, "the deployment");
-      expect((await podman(["exec", c.name, "sh", "-c", "echo $SECRET"])).trim()).toBe("sealed-value");
+      await waitFor(async () => (await byName(c.name, runWorld))?.State === "running", 60_000, "the deployment");
+      expect((await runWorld.podman(["exec", c.name, "sh", "-c", "echo $SECRET"])).trim()).toBe("sealed-value");
       expect(agent.stderr()).not.toContain("sealed-value");
       await waitFor(() => server.statusReports.some((r) => r.body.containers.some((x: { deploymentId: string; status: string }) => x.deploymentId === c.deploymentId && x.status === "running")), 30_000, "a running status report");
 
-      const id = (await byName(c.name))!.Id;
-      await podman(["stop", c.name]);
-      await waitFor(async () => (await byName(c.name))?.State === "running", 20_000, "the agent to start the stopped container");
-      expect((await byName(c.name))!.Id).toBe(id);
+      const id = (await byName(c.name, runWorld))!.Id;
+      // The agent may start it again before the CLI's own clean-up step runs, which then complains.
+      await runWorld.podman(["stop", c.name]).catch(() => "");
+      await waitFor(async () => (await byName(c.name, runWorld))?.State === "running", 20_000, "the agent to start the stopped container");
+      expect((await byName(c.name, runWorld))!.Id).toBe(id);
       expect(agent.stderr()).toMatch(/died; reconciling now/);
 
       const off = cp.intercept((req) => (req.path.endsWith("/expected-state") ? new Response("bad gateway", { status: 502 }) : undefined));
       try {
-        await podman(["stop", c.name]);
+        await runWorld.podman(["stop", c.name]).catch(() => "");
         await waitFor(() => /keeping the node as it is/.test(agent.stderr()), 30_000, "the agent to notice the control plane is down");
-        await waitFor(async () => (await byName(c.name))?.State === "running", 30_000, "the last good state to bring the container back");
-        expect((await byName(c.name))!.Id).toBe(id);
+        await waitFor(async () => (await byName(c.name, runWorld))?.State === "running", 30_000, "the last good state to bring the container back");
+        expect((await byName(c.name, runWorld))!.Id).toBe(id);
       } finally {
         off();
       }
       expect(await agent.stop("SIGTERM")).toBe(0);
-      expect((await byName(c.name))?.State).toBe("running");
+      expect((await byName(c.name, runWorld))?.State).toBe("running");
     } finally {
       if (agent.proc.exitCode === null) await agent.stop("SIGKILL");
     }

@@ -22,8 +22,10 @@ export interface IsolatedPodman {
   socketPath: string;
   /** Environment for an agent that must use this podman. */
   env: { CONTAINER_HOST: string };
+  /** The `CONTAINER_HOST` value alone. */
+  containerHost: string;
   /** The podman CLI against this world. */
-  podman(args: string[]): Promise<string>;
+  podman(args: string[], options?: { allowFailure?: boolean }): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -33,10 +35,13 @@ export interface IsolatedPodmanOptions {
   network?: { subnetId: number; name?: string };
 }
 
-export async function startIsolatedPodman(options: IsolatedPodmanOptions): Promise<IsolatedPodman> {
-  const dir = mkdtempSync(join(tmpdir(), "isolated-podman-"));
+/** `startIsolatedPodman(dir, images)` is the short form: a given folder, no pre-created network. */
+export async function startIsolatedPodman(optionsOrDir: IsolatedPodmanOptions | string, images?: string[]): Promise<IsolatedPodman> {
+  const options: IsolatedPodmanOptions = typeof optionsOrDir === "string" ? { images: images ?? ["localhost/busybox:test"] } : optionsOrDir;
+  const dir = typeof optionsOrDir === "string" ? (mkdirSync(optionsOrDir, { recursive: true }), mkdtempSync(join(optionsOrDir, "world-"))) : mkdtempSync(join(tmpdir(), "isolated-podman-"));
   const flags = ["--root", join(dir, "root"), "--runroot", join(dir, "runroot"), "--tmpdir", join(dir, "tmp"), "--network-config-dir", join(dir, "networks")];
-  const podman = async (args: string[]) => (await run("podman", [...flags, ...args], { timeoutMs: 120_000 })).stdout;
+  const podman = async (args: string[], opts: { allowFailure?: boolean } = {}) =>
+    (await run("podman", [...flags, ...args], { timeoutMs: 120_000, allowFailure: opts.allowFailure })).stdout;
   const socketPath = join(dir, "podman.sock");
   let service: ReturnType<typeof spawn> | undefined;
 
@@ -58,22 +63,7 @@ export async function startIsolatedPodman(options: IsolatedPodmanOptions): Promi
 
   try {
     mkdirSync(join(dir, "networks"), { recursive: true });
-    if (options.network) {
-      const { subnetId, name = "techulus" } = options.network;
-      const config = {
-        name,
-        id: randomBytes(32).toString("hex"),
-        driver: "bridge",
-        network_interface: `tdoc${randomBytes(4).toString("hex")}`.slice(0, 15),
-        created: new Date().toISOString(),
-        subnets: [{ subnet: `10.200.${subnetId}.0/24`, gateway: `10.200.${subnetId}.1` }],
-        ipv6_enabled: false,
-        internal: false,
-        dns_enabled: false,
-        ipam_options: { driver: "host-local" },
-      };
-      writeFileSync(join(dir, "networks", `${name}.json`), JSON.stringify(config, null, 2));
-    }
+    if (options.network) writeNetworkConfig(dir, options.network.name ?? "techulus", options.network.subnetId);
     for (const image of options.images) {
       const archive = join(dir, "image.tar");
       await run("podman", ["save", "-o", archive, image], { timeoutMs: 120_000 });
@@ -91,7 +81,28 @@ export async function startIsolatedPodman(options: IsolatedPodmanOptions): Promi
     await stop();
     throw err;
   }
-  return { dir, socketPath, env: { CONTAINER_HOST: `unix://${socketPath}` }, podman, stop };
+  return { dir, socketPath, env: { CONTAINER_HOST: `unix://${socketPath}` }, containerHost: `unix://${socketPath}`, podman, stop };
+}
+
+/**
+ * Adds a bridge network 10.200.N.0/24 to an isolated podman (read by podman at each use), with a
+ * unique bridge name: netavark would otherwise pick `podmanN`, which may be a bridge of the host's.
+ */
+export function writeNetworkConfig(dir: string, name: string, subnetId: number): void {
+  const config = {
+    name,
+    id: randomBytes(32).toString("hex"),
+    driver: "bridge",
+    network_interface: `tdoc${randomBytes(4).toString("hex")}`.slice(0, 15),
+    created: new Date().toISOString(),
+    subnets: [{ subnet: `10.200.${subnetId}.0/24`, gateway: `10.200.${subnetId}.1` }],
+    ipv6_enabled: false,
+    internal: false,
+    dns_enabled: false,
+    ipam_options: { driver: "host-local" },
+  };
+  mkdirSync(join(dir, "networks"), { recursive: true });
+  writeFileSync(join(dir, "networks", `${name}.json`), JSON.stringify(config, null, 2));
 }
 
 /** A subnet id N in 100–249 such that 10.200.N.0/24 is used by no podman network of this machine and no route. */
