@@ -14,16 +14,21 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { cleanupPodman, podman, startPodmanService, uniquePrefix } from "../test/support/podman.ts";
+import { startIsolatedPodman, writeNetworkConfig, type IsolatedPodman } from "../test/support/isolatedPodman.ts";
+import { cleanupPodman, podman as hostPodman, uniquePrefix } from "../test/support/podman.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const AGENT = join(ROOT, "dist/agent");
 const IMAGE = "localhost/hello-web:test";
 const prefix = uniquePrefix("bench");
 const work = mkdtempSync(join(tmpdir(), "bench-converge-"));
+// Both sides run against one private container store: the agent owns every managed container it
+// sees, so a shared store would let it remove other containers (and time that too).
+let store: IsolatedPodman;
+const podman = (args: string[]) => store.podman(args);
 
 async function unusedSubnetIds(count: number): Promise<number[]> {
-  const used = await podman(["network", "ls", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}"]);
+  const used = await hostPodman(["network", "ls", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}"]);
   const out: number[] = [];
   for (let n = 250; n > 20 && out.length < count; n--) if (!used.includes(`10.200.${n}.`)) out.push(n);
   if (out.length < count) throw new Error("not enough free 10.200.N.0/24 subnets");
@@ -62,7 +67,7 @@ async function agentReconcile(statePath: string, network: string, subnetId: numb
 }
 
 async function podmanRunFloor(count: number, network: string, subnetId: number): Promise<number> {
-  await podman(["network", "create", "--subnet", `10.200.${subnetId}.0/24`, "--gateway", `10.200.${subnetId}.1`, "--disable-dns", network]);
+  writeNetworkConfig(store.dir, network, subnetId);
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
     await podman([
@@ -83,13 +88,16 @@ async function podmanRunFloor(count: number, network: string, subnetId: number):
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function main() {
-  const service = await startPodmanService();
-  const env = { CONTAINER_HOST: `unix://${service.socketPath}` };
+  store = await startIsolatedPodman({ images: [IMAGE] });
+  const env = { CONTAINER_HOST: store.containerHost };
   try {
     const [floorSubnet, agentSubnet, idle10Subnet, idle100Subnet] = await unusedSubnetIds(4);
     const rows: string[][] = [];
 
     const floorMs = await podmanRunFloor(20, `${prefix}-floor`, floorSubnet!);
+    writeNetworkConfig(store.dir, `${prefix}-a`, agentSubnet!);
+    writeNetworkConfig(store.dir, `${prefix}-i10`, idle10Subnet!);
+    writeNetworkConfig(store.dir, `${prefix}-i100`, idle100Subnet!);
     const state20 = join(work, "20.json");
     writeFileSync(state20, JSON.stringify(expected("a", 20, agentSubnet!)));
     const agent20 = await agentReconcile(state20, `${prefix}-a`, agentSubnet!, env);
@@ -113,11 +121,11 @@ async function main() {
     rows.push(["idle pass, 100 containers", `wall ${fmt(idle[100]!.ms)}`, `podman API calls: ${idle[100]!.apiCalls}`, `calls 100 vs 10: ${idle[100]!.apiCalls === idle[10]!.apiCalls ? "same" : "DIFFERENT"}`]);
 
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    console.log(`\nbench/converge (${new Date().toISOString()}, podman ${(await podman(["--version"])).trim()})`);
+    console.log(`\nbench/converge (${new Date().toISOString()}, ${(await hostPodman(["--version"])).trim()})`);
     for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join(" | "));
   } finally {
+    await store.stop();
     await cleanupPodman(prefix);
-    await service.stop();
     rmSync(work, { recursive: true, force: true });
   }
 }

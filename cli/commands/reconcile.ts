@@ -5,7 +5,7 @@ import { UsageError } from "../../lib/errors.ts";
 import { printJson, printResult } from "../output.ts";
 import { addSettingOptions, settingsFor } from "../settingsOptions.ts";
 
-const SETTINGS = ["url", "dataDir", "logFormat", "signing", "requestTimeout", "passTimeout", ...NODE_SETTING_KEYS] as const;
+const SETTINGS = ["url", "dataDir", "logFormat", "signing", "requestTimeout", "passTimeout", "volumeArchiveKeep", "volumeArchiveDays", ...NODE_SETTING_KEYS] as const;
 
 export function reconcileCommand(): Command {
   const cmd = new Command("reconcile")
@@ -54,6 +54,7 @@ export function formatResult(r: ReconcileOnceResult): string {
     return lines.join("\n");
   }
   if (r.workQueue && r.workQueue.processed > 0) lines.push(`work queue: ${r.workQueue.completed} completed, ${r.workQueue.failed} failed`);
+  if (r.workQueueError) lines.push(`work queue skipped: ${r.workQueueError}`);
   for (const a of r.applied) lines.push(`applied  ${a.description} (${a.reason}) [${a.durationMs} ms]`);
   if (r.failed) lines.push(`FAILED   ${r.failed.description}: ${r.failed.error}`);
   if (r.converged) lines.push(`converged: ${r.applied.length} change(s) in ${r.durations.totalMs} ms`);

@@ -17,6 +17,7 @@ export const NODE_SETTING_KEYS = [
   "proxy",
   "networkName",
   "insecureRegistries",
+  "wireguard",
   "wireguardInterface",
   "wireguardPort",
   "proxyDriver",
@@ -46,8 +47,8 @@ export interface NodeDriversOptions {
 
 /**
  * The drivers this node uses: Podman always; dnsmasq unless --dns-port 0; WireGuard when the node
- * is registered (it needs the mesh address); a proxy driver only on proxy nodes, so worker nodes
- * never touch routes.
+ * is registered (it needs the mesh address) unless --wireguard off; a proxy driver only on proxy
+ * nodes, so worker nodes never touch routes.
  */
 export async function createNodeDrivers(options: NodeDriversOptions): Promise<NodeDrivers> {
   const { settings, dataDir, identity, subnetId } = options;
@@ -71,7 +72,7 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
     dnsServers,
   });
   let wireguard: WireGuardDriver | undefined;
-  if (identity) {
+  if (identity && settings.wireguard !== "off") {
     wireguard = new WgDriver({
       interfaceName: settings.wireguardInterface,
       address: `${identity.wireguardIp}/16`,

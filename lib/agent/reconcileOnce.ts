@@ -19,7 +19,7 @@ import { processWorkQueueOnce, type WorkQueueSummary } from "../workqueue/proces
 
 const log = logger("reconcile");
 
-export type ReconcileSettings = NodeSettings & Settings<"url" | "dataDir" | "signing" | "requestTimeout" | "passTimeout">;
+export type ReconcileSettings = NodeSettings & Settings<"url" | "dataDir" | "signing" | "requestTimeout" | "passTimeout" | "volumeArchiveKeep" | "volumeArchiveDays">;
 
 export interface ReconcileOnceOptions {
   settings: ReconcileSettings;
@@ -46,6 +46,8 @@ export interface ReconcileOnceResult {
   failed?: AppliedChange & { error: string };
   remaining: PlannedChange[];
   workQueue?: WorkQueueSummary;
+  /** Why the work queue was skipped (fetch failed, ledger unreadable); the pass ran anyway. */
+  workQueueError?: string;
   durations: { totalMs: number; passMs: number };
   /** Podman API calls this run made (the benchmark compares them across node sizes). */
   podmanApiCalls: number;
@@ -92,8 +94,21 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
       }
       await node.prepare();
       let workQueue: WorkQueueSummary | undefined;
+      let workQueueError: string | undefined;
       if (client && options.workQueue) {
-        workQueue = await processWorkQueueOnce({ client, runtime: node.drivers.runtime, wireguard: node.drivers.wireguard, dataDir });
+        try {
+          workQueue = await processWorkQueueOnce({
+            client,
+            runtime: node.drivers.runtime,
+            wireguard: node.drivers.wireguard,
+            dataDir,
+            retention: { keep: options.settings.volumeArchiveKeep, maxAgeDays: options.settings.volumeArchiveDays },
+          });
+        } catch (err) {
+          // The pass still runs: a queue that cannot be read now is read again on the next run.
+          workQueueError = errorMessage(err);
+          log.warn(`work queue skipped: ${workQueueError}`);
+        }
       }
       const report = async (actual: ActualState, withResources: boolean) => {
         if (!client) return;
@@ -111,7 +126,16 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
         afterChange: (actual) => report(actual, false),
       });
       await report(pass.actual, true);
-      return finish({ converged: pass.converged, applied: pass.applied, failed: pass.failed, remaining: pass.remaining, passMs: pass.durationMs, workQueue, apiCalls: node.runtime.apiCalls });
+      return finish({
+        converged: pass.converged,
+        applied: pass.applied,
+        failed: pass.failed,
+        remaining: pass.remaining,
+        passMs: pass.durationMs,
+        workQueue,
+        workQueueError,
+        apiCalls: node.runtime.apiCalls,
+      });
     } finally {
       await node.close();
       await client?.close();
@@ -127,6 +151,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
     remaining: Change[];
     passMs: number;
     workQueue?: WorkQueueSummary;
+    workQueueError?: string;
     apiCalls: number;
   }): ReconcileOnceResult {
     const workFailed = (r.workQueue?.failed ?? 0) > 0;
@@ -139,6 +164,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
       failed: r.failed,
       remaining: r.remaining.map((c) => ({ kind: c.kind, description: c.description, reason: c.reason })),
       workQueue: r.workQueue,
+      workQueueError: r.workQueueError,
       durations: { totalMs: Math.round(performance.now() - started), passMs: r.passMs },
       podmanApiCalls: r.apiCalls,
       exitCode,

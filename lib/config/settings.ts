@@ -97,6 +97,15 @@ export const SETTINGS = {
     schema: z.string().trim().min(1, "must not be empty").refine((v) => v.startsWith("/"), "must be an absolute path"),
     default: "/etc/traefik/dynamic",
   }),
+  wireguard: spec({
+    key: "wireguard",
+    flag: "--wireguard <on|off>",
+    env: "AGENT_WIREGUARD",
+    kind: "string",
+    description: "manage the WireGuard mesh interface of a registered node (off: leave WireGuard alone)",
+    schema: z.enum(["on", "off"], { error: "must be on or off" }),
+    default: "on" as const,
+  }),
   wireguardInterface: spec({
     key: "wireguardInterface",
     flag: "--wireguard-interface <name>",

@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
-import { runAgentCli, startAgentCli, tempDir } from "../support/agentBinary.ts";
+import { runAgentCli, setBaseAgentEnv, startAgentCli, tempDir } from "../support/agentBinary.ts";
+import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
+import { uniquePrefix } from "../support/podman.ts";
 
 const cp = new TestControlPlane();
 const dirs: Array<{ cleanup: () => void }> = [];
@@ -13,8 +15,24 @@ function dataDir(): string {
 }
 const mode = (path: string) => statSync(path).mode & 0o777;
 
-beforeAll(() => cp.start());
+// `agent run` reconciles for real: give it a podman store of its own, no DNS and no WireGuard, so
+// it cannot touch the host's containers, port 53 or interfaces.
+let world: IsolatedPodman;
+let subnet: number;
+/** Every registration here gets the same subnet: the agents share one network name in one podman store. */
+function issueToken(): string {
+  cp.nextSubnet = subnet;
+  return cp.issueToken();
+}
+beforeAll(async () => {
+  await cp.start();
+  subnet = await freeSubnetId();
+  world = await startIsolatedPodman({ images: [] });
+  setBaseAgentEnv({ ...world.env, AGENT_DNS_PORT: "0", AGENT_WIREGUARD: "off", AGENT_NETWORK_NAME: `${uniquePrefix("fd")}-net` });
+});
 afterAll(async () => {
+  setBaseAgentEnv({});
+  await world.stop();
   await cp.stop();
   dirs.forEach((d) => d.cleanup());
 });
@@ -59,7 +77,7 @@ describe("agent run: registration and identity", () => {
 
   test("registers on a fresh data dir with the documented modes, and never registers twice", async () => {
     const dir = dataDir();
-    const token = cp.issueToken();
+    const token = issueToken();
     const agent = startAgentCli(["run", "--data-dir", dir, "--url", cp.url, "--token", token]);
     await agent.waitForLog(/registered as server/);
     expect(await agent.stop()).toBe(0);
@@ -94,7 +112,7 @@ describe("agent run: registration and identity", () => {
     expect(bad.stderr).not.toContain("wrong-token");
     expect(existsSync(join(dir, "config.json"))).toBe(false);
 
-    const agent = startAgentCli(["run", "--data-dir", dir, "--url", cp.url, "--token", cp.issueToken()]);
+    const agent = startAgentCli(["run", "--data-dir", dir, "--url", cp.url, "--token", issueToken()]);
     await agent.waitForLog(/registered as server/);
     expect(await agent.stop()).toBe(0);
     expect(existsSync(join(dir, "config.json"))).toBe(true);
@@ -102,7 +120,7 @@ describe("agent run: registration and identity", () => {
 
   test("a second agent on the same data dir refuses, naming the holder's pid", async () => {
     const dir = dataDir();
-    const first = startAgentCli(["run", "--data-dir", dir, "--url", cp.url, "--token", cp.issueToken()]);
+    const first = startAgentCli(["run", "--data-dir", dir, "--url", cp.url, "--token", issueToken()]);
     await first.waitForLog(/agent started/);
     const second = await runAgentCli(["run", "--data-dir", dir]);
     expect(second.exitCode).toBe(4);
@@ -112,7 +130,7 @@ describe("agent run: registration and identity", () => {
 
   test("a lock left by a SIGKILLed agent does not block the next one", async () => {
     const dir = dataDir();
-    const first = startAgentCli(["run", "--data-dir", dir, "--url", cp.url, "--token", cp.issueToken()]);
+    const first = startAgentCli(["run", "--data-dir", dir, "--url", cp.url, "--token", issueToken()]);
     await first.waitForLog(/agent started/);
     await first.stop("SIGKILL");
     const next = startAgentCli(["run", "--data-dir", dir]);
@@ -125,7 +143,7 @@ describe("agent run: registration and identity", () => {
     const d = tempDir();
     dirs.push(d);
     const file = join(d.path, "agent.json");
-    writeFileSync(file, JSON.stringify({ url: cp.url, dataDir: dir, token: cp.issueToken() }));
+    writeFileSync(file, JSON.stringify({ url: cp.url, dataDir: dir, token: issueToken() }));
     const agent = startAgentCli(["run", "--config", file]);
     await agent.waitForLog(/registered as server/);
     expect(await agent.stop()).toBe(0);

@@ -20,10 +20,21 @@ export interface AgentResult {
   stderr: string;
 }
 
-/** Environment without any AGENT_* variable of the developer's shell. */
+let baseAgentEnv: Record<string, string> = {};
+
+/**
+ * Environment every agent started by this test file gets (e.g. CONTAINER_HOST of an isolated
+ * podman, AGENT_DNS_PORT=0); reset it in afterAll.
+ */
+export function setBaseAgentEnv(env: Record<string, string>): void {
+  baseAgentEnv = { ...env };
+}
+
+/** Environment without any AGENT_* variable of the developer's shell, plus the file's base env. */
 export function cleanEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("AGENT_") && v !== undefined) env[k] = v;
+  Object.assign(env, baseAgentEnv);
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
 }
