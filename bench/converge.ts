@@ -95,6 +95,8 @@ async function main() {
     const rows: string[][] = [];
 
     const floorMs = await podmanRunFloor(20, `${prefix}-floor`, floorSubnet!);
+    // They carry the managed label: left in place the agent would (rightly) remove them as orphans.
+    await podman(["rm", "-f", "-t", "0", ...Array.from({ length: 20 }, (_, i) => `${prefix}-floor-${i}`)]);
     writeNetworkConfig(store.dir, `${prefix}-a`, agentSubnet!);
     writeNetworkConfig(store.dir, `${prefix}-i10`, idle10Subnet!);
     writeNetworkConfig(store.dir, `${prefix}-i100`, idle100Subnet!);
