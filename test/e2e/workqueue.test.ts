@@ -25,7 +25,7 @@ let token = "";
 
 function startAgent(args: string[] = []) {
   return startAgentCli(
-    ["run", "--url", cp.url, "--data-dir", dataDir, "--dns-port", "0", "--poll-interval", "60", "--work-queue-interval", "0.2", "--build-poll-interval", "3600", ...args],
+    ["run", "--url", cp.url, "--data-dir", dataDir, "--dns-port", "0", "--wireguard", "off", "--poll-interval", "60", "--work-queue-interval", "0.2", "--build-poll-interval", "3600", ...args],
     { env: pod.env },
   );
 }
