@@ -1,10 +1,11 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { errorMessage } from "../../lib/errors.ts";
 import { BuildStepError } from "../buildErrors.ts";
 import { secretsHash } from "../buildSecrets.ts";
 import type { ImageRef } from "../imageRef.ts";
 import { checkDigest, type BuildDriver, type BuildRequest } from "./BuildDriver.ts";
+import { registryDigest } from "./registryDigest.ts";
 import { runTool } from "./runTool.ts";
 
 /**
@@ -12,12 +13,14 @@ import { runTool } from "./runTool.ts";
  * `secrets-hash` build argument is passed when the Dockerfile declares `ARG secrets-hash` (buildah
  * warns about unused build arguments).
  */
-export function podmanBuildArgs(request: Pick<BuildRequest, "plan" | "image" | "secrets">, dockerfileText = ""): string[] {
+export function podmanBuildArgs(request: Pick<BuildRequest, "plan" | "image" | "secrets">, dockerfileText = "", secretFiles?: Record<string, string>): string[] {
   const { plan } = request;
   if (plan.kind !== "dockerfile") throw new BuildStepError("build", "the podman builder can only build Dockerfiles");
   // --force-rm: a failed or cancelled step still removes its working container.
   const args = ["build", "--force-rm", "--layers", "--file", join(plan.dockerfileDir, plan.dockerfileName), "--tag", request.image.full];
-  for (const name of Object.keys(request.secrets).sort()) args.push("--secret", `id=${name},env=${name}`);
+  for (const name of Object.keys(request.secrets).sort()) {
+    args.push("--secret", secretFiles?.[name] ? `id=${name},src=${secretFiles[name]}` : `id=${name},env=${name}`);
+  }
   const hash = secretsHash(request.secrets);
   if (hash && /^\s*ARG\s+secrets-hash\b/im.test(dockerfileText)) args.push("--build-arg", `secrets-hash=${hash}`);
   args.push(plan.contextDir);
@@ -28,23 +31,41 @@ export function podmanPushArgs(image: ImageRef, digestFile: string, insecure: bo
   return ["push", "--digestfile", digestFile, ...(insecure ? ["--tls-verify=false"] : []), image.full];
 }
 
-/** Builds with `podman build` (buildah) and pushes with `podman push`. */
+/** True when the podman CLI talks to a podman service instead of the local store. */
+export function podmanIsRemote(env: Record<string, string | undefined> = process.env): boolean {
+  return !!(env.CONTAINER_HOST || env.CONTAINER_CONNECTION);
+}
+
+/**
+ * Builds with `podman build` (buildah) and pushes with `podman push`. With a remote podman
+ * (CONTAINER_HOST), which passes no `env=` secret into RUN steps and ignores --digestfile (podman
+ * 4.3), secrets go as 0600 files in the build folder, deleted right after the build step, and the
+ * digest is asked from the registry.
+ */
 export class PodmanBuildDriver implements BuildDriver {
   readonly name = "podman" as const;
 
-  constructor(private readonly options: { podman?: string } = {}) {}
+  constructor(private readonly options: { podman?: string; remote?: boolean } = {}) {}
 
   async buildAndPush(request: BuildRequest): Promise<{ digest: string }> {
     const podman = this.options.podman ?? "podman";
     const startedAt = Date.now();
     const dockerfileText = request.plan.kind === "dockerfile" ? readFileSync(join(request.plan.dockerfileDir, request.plan.dockerfileName), "utf8") : "";
-    const built = await runTool(podman, podmanBuildArgs(request, dockerfileText), {
-      cwd: request.plan.contextDir,
-      env: { ...request.secrets },
-      signal: request.signal,
-      timeoutMs: request.timeoutMs,
-      onLine: request.log,
-    });
+    const remote = this.options.remote ?? podmanIsRemote();
+    const secretDir = join(request.workDir, "secrets");
+    const secretFiles = remote && Object.keys(request.secrets).length > 0 ? writeSecretFiles(secretDir, request.secrets) : undefined;
+    let built;
+    try {
+      built = await runTool(podman, podmanBuildArgs(request, dockerfileText, secretFiles), {
+        cwd: request.plan.contextDir,
+        env: secretFiles ? {} : { ...request.secrets },
+        signal: request.signal,
+        timeoutMs: request.timeoutMs,
+        onLine: request.log,
+      });
+    } finally {
+      if (secretFiles) rmSync(secretDir, { recursive: true, force: true });
+    }
     if (built.exitCode !== 0) {
       const error = [...built.tail].reverse().find((l) => /^Error:/.test(l)) ?? built.tail.slice(-3).join(" | ");
       throw new BuildStepError("build", `podman build failed (exit code ${built.exitCode}): ${error}`);
@@ -60,11 +81,22 @@ export class PodmanBuildDriver implements BuildDriver {
       const error = [...pushed.tail].reverse().find((l) => /^Error:/.test(l)) ?? pushed.tail.slice(-3).join(" | ");
       throw new BuildStepError("push", `podman push of ${request.image.full} failed (exit code ${pushed.exitCode}): ${error}`);
     }
-    if (!existsSync(digestFile)) throw new BuildStepError("push", "podman push wrote no digest file");
     try {
-      return { digest: checkDigest(readFileSync(digestFile, "utf8"), "podman's digest file") };
+      if (existsSync(digestFile)) return { digest: checkDigest(readFileSync(digestFile, "utf8"), "podman's digest file") };
+      request.log("podman wrote no digest file (remote podman); asking the registry for the digest");
+      return { digest: checkDigest(await registryDigest(request.image, request.insecure), "the registry's answer") };
     } catch (err) {
       throw new BuildStepError("push", errorMessage(err));
     }
   }
+}
+
+function writeSecretFiles(dir: string, secrets: Record<string, string>): Record<string, string> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const files: Record<string, string> = {};
+  for (const [name, value] of Object.entries(secrets)) {
+    files[name] = join(dir, name);
+    writeFileSync(files[name], value, { mode: 0o600 });
+  }
+  return files;
 }

@@ -9,7 +9,7 @@ import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ensureRegistered } from "../../lib/registration.ts";
 import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
 import { runAgentCli, tempDir } from "../support/agentBinary.ts";
-import { removeImagesBuiltOn } from "../support/builds.ts";
+import { removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { cleanupPodman, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
@@ -47,6 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await removeImagesBuiltOn(BASE);
+  await removeImagesNamed(prefix);
   await cleanupPodman(prefix);
   await registry?.stop();
   await Promise.all([github.stop(), git.stop(), logs.stop(), cp.stop()]);

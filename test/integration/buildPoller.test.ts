@@ -12,7 +12,7 @@ import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { ensureRegistered, type Registered } from "../../lib/registration.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { processesWithCmdline, removeImagesBuiltOn } from "../support/builds.ts";
+import { processesWithCmdline, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { cleanupPodman, podman, startRegistry, TEST_IMAGE, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
@@ -62,6 +62,7 @@ afterAll(async () => {
   await shipper?.close();
   await registered?.client.close();
   await removeImagesBuiltOn(BASE);
+  await removeImagesNamed(prefix);
   await cleanupPodman(prefix);
   await registry?.stop();
   await Promise.all([cp.stop(), github.stop(), git.stop(), logs.stop()]);

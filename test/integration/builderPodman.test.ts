@@ -11,10 +11,12 @@ import { BuildCancelledError, BuildStepError } from "../../builder/buildErrors.t
 import { DEFAULT_BUILDER_OPTIONS } from "../../builder/builderOptions.ts";
 import { checkCiRequest, runCiBuild, type CiBuildRequest } from "../../builder/ciBuild.ts";
 import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
+import { registryDigest } from "../../builder/drivers/registryDigest.ts";
+import { parseImageRef } from "../../builder/imageRef.ts";
 import type { LogShipper } from "../../lib/logs/LogShipper.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { processesWithCmdline, removeImagesBuiltOn } from "../support/builds.ts";
+import { processesWithCmdline, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { cleanupPodman, freePort, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
@@ -58,6 +60,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await removeImagesBuiltOn(BASE);
+  await removeImagesNamed(prefix);
   await cleanupPodman(prefix);
   await registry?.stop();
   await git.stop();
@@ -107,6 +110,8 @@ describe("podman builds from a private GitHub repository", () => {
     expect(result.reference).toBe(`${registry.host}/${prefix}/app@${result.digest}`);
     const inspected = JSON.parse(await run(["skopeo", "inspect", "--tls-verify=false", `docker://${registry.host}/${prefix}/app:v1`]));
     expect(inspected.Digest).toBe(result.digest);
+    // What remote podman falls back to (it ignores --digestfile): the registry's own answer.
+    expect(await registryDigest(parseImageRef(`${registry.host}/${prefix}/app:v1`), true)).toBe(result.digest);
     // Remove the local copy so the run below uses what the registry holds.
     await podman(["rmi", "-f", `${registry.host}/${prefix}/app:v1`]);
     const output = await pullAndRun(result.reference);

@@ -3,10 +3,43 @@
  *
  * Exports:
  *   removeImagesBuiltOn(base)      removes every image (tagged, untagged, intermediate) whose history starts FROM `base`
+ *   removeImagesNamed(prefix)      removes images (also untagged ones, e.g. pulled by digest) whose repository contains `/<prefix>`
  *   processesWithCmdline(cmdline)  pids of live processes whose argv joined by spaces is exactly `cmdline`
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { podman } from "./podman.ts";
+
+interface ImageRow {
+  Id: string;
+  Names?: string[] | null;
+}
+
+async function images(): Promise<ImageRow[]> {
+  const out = await podman(["images", "-a", "--format", "json"], { allowFailure: true });
+  try {
+    return (JSON.parse(out || "[]") as ImageRow[] | null) ?? [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Removes images safely: an image whose every name is ours (or that has no name) goes by id; one
+ * that also carries somebody else's name (a tag of this run on `localhost/busybox:test` shares its
+ * id) only loses our names.
+ */
+async function removeImages(candidates: ImageRow[], ours: (name: string) => boolean): Promise<void> {
+  // Each name and id once: `podman rmi x x` counts as two names of the image and deletes it outright.
+  const byId = new Set<string>();
+  const byName = new Set<string>();
+  for (const image of candidates) {
+    const names = image.Names ?? [];
+    if (names.every(ours)) byId.add(image.Id);
+    else for (const name of names.filter(ours)) byName.add(name);
+  }
+  for (const name of byName) await podman(["rmi", name], { allowFailure: true });
+  if (byId.size > 0) await podman(["rmi", "-f", ...byId], { allowFailure: true });
+}
 
 /**
  * Builds leave images behind (the layer cache, images a re-tag left untagged, pulls by digest).
@@ -14,13 +47,31 @@ import { podman } from "./podman.ts";
  * mentions that name; nobody else's are touched.
  */
 export async function removeImagesBuiltOn(base: string): Promise<void> {
-  const ids = (await podman(["images", "-a", "--format", "{{.ID}}"], { allowFailure: true })).split("\n").filter(Boolean);
-  const ours: string[] = [];
-  for (const id of new Set(ids)) {
-    const history = await podman(["image", "inspect", id, "--format", "{{json .History}}"], { allowFailure: true });
-    if (history.includes(`FROM ${base}`)) ours.push(id);
+  const candidates: ImageRow[] = [];
+  for (const image of await images()) {
+    const history = await podman(["image", "inspect", image.Id, "--format", "{{json .History}}"], { allowFailure: true });
+    if (history.includes(`FROM ${base}`)) candidates.push(image);
   }
-  if (ours.length > 0) await podman(["rmi", "-f", ...ours], { allowFailure: true });
+  const prefix = base.replace(/^localhost\//, "").replace(/-base:1$/, "");
+  await removeImages(candidates, (name) => name.includes(`/${prefix}`));
+}
+
+export async function removeImagesNamed(prefix: string): Promise<void> {
+  if (!/^t[0-9a-z]{4,}/.test(prefix)) throw new Error(`refusing to remove images with prefix ${JSON.stringify(prefix)}`);
+  const ours = (name: string) => name.includes(`/${prefix}`);
+  // Untagged images pulled by digest have no name but keep their repository in RepoDigests.
+  const all = await images();
+  const candidates: ImageRow[] = [];
+  for (const image of all) {
+    if ((image.Names ?? []).some(ours)) {
+      candidates.push(image);
+      continue;
+    }
+    if ((image.Names ?? []).length > 0) continue;
+    const digests = await podman(["image", "inspect", image.Id, "--format", "{{json .RepoDigests}}"], { allowFailure: true });
+    if (digests.includes(`/${prefix}/`)) candidates.push(image);
+  }
+  await removeImages(candidates, ours);
 }
 
 export function processesWithCmdline(cmdline: string): number[] {

@@ -6,7 +6,7 @@ import { checkBuildSecrets, secretsHash } from "../../builder/buildSecrets.ts";
 import { checkCiRequest } from "../../builder/ciBuild.ts";
 import { cleanStaleBuildFolders } from "../../builder/cleanStaleBuildFolders.ts";
 import { buildctlInvocation, summarise } from "../../builder/drivers/BuildKitDriver.ts";
-import { podmanBuildArgs, podmanPushArgs } from "../../builder/drivers/PodmanBuildDriver.ts";
+import { podmanBuildArgs, podmanIsRemote, podmanPushArgs } from "../../builder/drivers/PodmanBuildDriver.ts";
 import { isInsecureRegistry, parseImageRef } from "../../builder/imageRef.ts";
 import { dockerfileLocation, parseRailpackVersion, railpackFrontendFor, type BuildPlan } from "../../builder/plan/planBuild.ts";
 import { BuildProgressStore } from "../../builder/progress/BuildProgressStore.ts";
@@ -160,6 +160,15 @@ describe("podman command lines", () => {
     const withArg = podmanBuildArgs({ plan: dockerPlan, image, secrets: { TOKEN: "v" } }, "FROM x\nARG secrets-hash\nRUN true\n");
     expect(withArg).toContain(`secrets-hash=${secretsHash({ TOKEN: "v" })}`);
     expect(() => podmanBuildArgs({ plan: railpackPlan, image, secrets: {} })).toThrow(/only build Dockerfiles/);
+  });
+
+  test("remote podman: secrets as files (it passes no env= secret into RUN steps)", () => {
+    const args = podmanBuildArgs({ plan: dockerPlan, image, secrets: { TOKEN: "v" } }, "", { TOKEN: "/b/secrets/TOKEN" });
+    expect(args).toContain("id=TOKEN,src=/b/secrets/TOKEN");
+    expect(args.join(" ")).not.toContain("env=TOKEN");
+    expect(podmanIsRemote({ CONTAINER_HOST: "unix:///run/podman.sock" })).toBe(true);
+    expect(podmanIsRemote({ CONTAINER_CONNECTION: "prod" })).toBe(true);
+    expect(podmanIsRemote({})).toBe(false);
   });
 
   test("push: digest file, TLS verification off only for insecure registries", () => {
