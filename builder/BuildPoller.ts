@@ -74,13 +74,20 @@ export async function runClaimedBuild(options: ClaimedBuildOptions): Promise<Cla
     }
   };
 
+  let asking = false;
   const watcher = setInterval(() => {
-    void client.getBuildStatus(build.id).then(
-      (status) => {
-        if (status === "cancelled") markCancelled();
-      },
-      () => {},
-    );
+    // One question at a time: a slow control plane must not pile up requests.
+    if (asking || aborter.signal.aborted) return;
+    asking = true;
+    client
+      .getBuildStatus(build.id)
+      .then(
+        (status) => {
+          if (status === "cancelled") markCancelled();
+        },
+        () => {},
+      )
+      .finally(() => (asking = false));
   }, options.cancelCheckIntervalMs ?? 3000);
 
   const workDir = BUILD_ID.test(build.id) ? join(options.dataDir.buildsDir, build.id) : undefined;
