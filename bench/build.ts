@@ -13,7 +13,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { removeImagesBuiltOn } from "../test/support/builds.ts";
+import { makeBaseImage, removeImagesBuiltOn } from "../test/support/builds.ts";
 import { cleanupPodman, podman, startRegistry, TEST_IMAGE, uniquePrefix } from "../test/support/podman.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -49,7 +49,7 @@ function stats(values: number[]) {
 
 const registry = await startRegistry();
 try {
-  await podman(["tag", TEST_IMAGE, BASE]);
+  await makeBaseImage(BASE, prefix);
   const direct: number[] = [];
   const agent: number[] = [];
   // Warm-up (page cache, registry, the agent binary) on both sides; not counted.

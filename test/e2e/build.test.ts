@@ -9,7 +9,7 @@ import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ensureRegistered } from "../../lib/registration.ts";
 import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
 import { runAgentCli, tempDir } from "../support/agentBinary.ts";
-import { removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
+import { makeBaseImage, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { cleanupPodman, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
@@ -35,7 +35,7 @@ function dir(): string {
 beforeAll(async () => {
   registry = await startRegistry();
   await Promise.all([github.start(), git.start(), logs.start(), cp.start()]);
-  await podman(["tag", TEST_IMAGE, BASE]);
+  await makeBaseImage(BASE, prefix);
   shas = git.createRepo("acme/app", [
     { "Dockerfile": `FROM ${BASE}\nRUN --mount=type=secret,id=APP_SECRET test -s /run/secrets/APP_SECRET\nCOPY app.txt /app.txt\nCMD ["cat", "/app.txt"]\n`, "app.txt": "hello from ci\n" },
   ]);
@@ -43,7 +43,7 @@ beforeAll(async () => {
   github.install("acme", ["acme/app", "acme/broken"]);
   keyFile = join(dir(), "app.pem");
   writeFileSync(keyFile, github.privateKeyPem, { mode: 0o600 });
-});
+}, 120_000);
 
 afterAll(async () => {
   await removeImagesBuiltOn(BASE);
@@ -52,7 +52,7 @@ afterAll(async () => {
   await registry?.stop();
   await Promise.all([github.stop(), git.stop(), logs.stop(), cp.stop()]);
   dirs.forEach((d) => d.cleanup());
-});
+}, 120_000);
 
 function ciArgs(extra: string[] = []): string[] {
   return [
@@ -87,7 +87,7 @@ describe("agent build (CI mode)", () => {
     const buildIds = new Set(logs.lines.map((l) => l.build_id));
     expect(buildIds.size).toBe(1);
     expect(logs.lines.every((l) => l.log_type === "build")).toBe(true);
-  });
+  }, 120_000);
 
   test("--json prints the result as one JSON object", async () => {
     const res = await runAgentCli(ciArgs(["--json"]), { env: { APP_SECRET: "x" }, timeoutMs: 120_000 });
@@ -95,14 +95,14 @@ describe("agent build (CI mode)", () => {
     const out = JSON.parse(res.stdout);
     expect(out).toMatchObject({ ok: true, image: `${registry.host}/${prefix}/app:ci`, commitSha: shas[0], builder: "podman", logLinesLost: 0 });
     expect(out.reference).toBe(`${registry.host}/${prefix}/app@${out.digest}`);
-  });
+  }, 120_000);
 
   test("a Dockerfile that fails exits 1 and says which step failed", async () => {
     const res = await runAgentCli(["build", "--repo", "acme/broken", "--image", `${registry.host}/${prefix}/broken:ci`, "--github-app-id", String(github.appId), "--github-private-key-file", keyFile, "--github-api-url", github.url, "--github-url", git.url, "--builder", "podman", "--json"], { timeoutMs: 120_000 });
     expect(res.exitCode).toBe(1);
     expect(res.stderr).toMatch(/agent: podman build failed \(exit code \d+\): Error: .*exit status 7/);
     expect(JSON.parse(res.stdout)).toMatchObject({ ok: false, status: "failed", step: "build" });
-  });
+  }, 120_000);
 
   test("usage errors exit 2 with one clear line", async () => {
     const cases: Array<[string[], Record<string, string>, string]> = [
@@ -120,14 +120,14 @@ describe("agent build (CI mode)", () => {
       expect({ args, code: res.exitCode }).toEqual({ args, code: 2 });
       expect(res.stderr.split("\n")[0]).toStartWith(first);
     }
-  });
+  }, 120_000);
 
   test("--build-id without a registered data dir exits 2 and says how to register", async () => {
     const res = await runAgentCli(["build", "--build-id", "b1", "--data-dir", join(dir(), "data")]);
     expect(res.exitCode).toBe(2);
     expect(res.stderr).toContain("--build-id needs a registered node");
     expect(res.stderr).toContain("hint: register first with: agent run");
-  });
+  }, 120_000);
 });
 
 describe("agent build --build-id (one control-plane build from a shell)", () => {
@@ -151,7 +151,7 @@ describe("agent build --build-id (one control-plane build from a shell)", () => 
     const again = await runAgentCli(["build", "--build-id", build.id, "--data-dir", dataDirPath], { timeoutMs: 30_000 });
     expect(again.exitCode).toBe(1);
     expect(again.stderr).toContain(`build ${build.id} cannot be claimed`);
-  });
+  }, 120_000);
 });
 
 async function runText(argv: string[]): Promise<string> {

@@ -12,7 +12,7 @@ import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { ensureRegistered, type Registered } from "../../lib/registration.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { processesWithCmdline, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
+import { makeBaseImage, processesWithCmdline, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { cleanupPodman, podman, startRegistry, TEST_IMAGE, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
@@ -37,7 +37,7 @@ let shas: string[] = [];
 beforeAll(async () => {
   registry = await startRegistry();
   await Promise.all([cp.start(), github.start(), git.start(), logs.start()]);
-  await podman(["tag", TEST_IMAGE, BASE]);
+  await makeBaseImage(BASE, prefix);
   shas = git.createRepo("acme/app", [
     { "Dockerfile": `FROM ${BASE}\nARG secrets-hash\nRUN --mount=type=secret,id=APP_SECRET busybox sha256sum /run/secrets/APP_SECRET | busybox cut -d' ' -f1 > /secret.sha256\nCOPY app.txt /app.txt\nCMD ["sh", "-c", "cat /app.txt /secret.sha256"]\n`, "app.txt": "first\n" },
     { "app.txt": "second\n" },
@@ -55,7 +55,7 @@ beforeAll(async () => {
   const twoHoursAgo = (Date.now() - 2 * 3600_000) / 1000;
   utimesSync(join(dataDir.buildsDir, "crashed-build"), twoHoursAgo, twoHoursAgo);
   poller = startPoller();
-});
+}, 120_000);
 
 afterAll(async () => {
   await poller?.stop();
@@ -67,7 +67,7 @@ afterAll(async () => {
   await registry?.stop();
   await Promise.all([cp.stop(), github.stop(), git.stop(), logs.stop()]);
   dirs.forEach((d) => d.cleanup());
-});
+}, 120_000);
 
 function startPoller(): BuildPoller {
   return startBuildPoller({
@@ -116,44 +116,44 @@ describe("control-plane builds (agent run's build poller)", () => {
     expect(lines.some((l) => l._msg.startsWith("STEP 3/5: RUN"))).toBe(true);
     expect(JSON.stringify(lines)).not.toContain(SECRET);
     expect(JSON.stringify(lines)).not.toMatch(/x-access-token:ghs_/);
-  });
+  }, 120_000);
 
   test("stale build folders are removed when the poller starts", () => {
     expect(existsSync(join(dataDir.buildsDir, "crashed-build"))).toBe(false);
-  });
+  }, 120_000);
 
   test("commitSha HEAD builds the tip of the branch", async () => {
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:head`, secrets: { APP_SECRET: cp.encrypt(SECRET) } });
     expect(await finished(build)).toEqual(["cloning", "building", "pushing", "completed"]);
     const out = await podman(["run", "--rm", `${registry.host}/${prefix}/app:head`]);
     expect(out.trim().split("\n")[0]).toBe("second");
-  });
+  }, 120_000);
 
   test("a Dockerfile that fails is reported failed with podman's error", async () => {
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/broken"), imageUri: `${registry.host}/${prefix}/broken:1` });
     expect(await finished(build)).toEqual(["cloning", "building", "failed"]);
     expect(build.history.at(-1)!.error).toMatch(/^podman build failed \(exit code \d+\): Error: .*exit status 3/);
-  });
+  }, 120_000);
 
   test("an unknown commit sha is reported failed naming the commit", async () => {
     const missing = "feedface".repeat(5);
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:missing`, commitSha: missing });
     expect(await finished(build)).toEqual(["cloning", "failed"]);
     expect(build.history.at(-1)!.error).toBe(`commit ${missing} was not found in ${git.cloneUrl("acme/app")}`);
-  });
+  }, 120_000);
 
   test("a clone URL without a token for a private repository is reported as an authentication failure", async () => {
     const build = cp.addBuild({ cloneUrl: git.cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:noauth` });
     expect(await finished(build)).toEqual(["cloning", "failed"]);
     expect(build.history.at(-1)!.error).toContain("authentication to");
-  });
+  }, 120_000);
 
   test("a secret that does not decrypt fails the build naming the key, never the value", async () => {
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:badsecret`, secrets: { APP_SECRET: "bm90LWVuY3J5cHRlZC1hdC1hbGwtYnV0LWxvbmctZW5vdWdo" } });
     // Nothing is cloned for a build that cannot get its secrets.
     expect(await finished(build)).toEqual(["failed"]);
     expect(build.history.at(-1)!.error).toBe("build secret APP_SECRET: secret failed to decrypt (wrong key or tampered value)");
-  });
+  }, 120_000);
 
   test("a build another agent claimed first (409) is skipped quietly and taken once it is free", async () => {
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:contended`, secrets: { APP_SECRET: cp.encrypt(SECRET) } });
@@ -164,7 +164,7 @@ describe("control-plane builds (agent run's build poller)", () => {
     expect(build.history).toEqual([]);
     release();
     expect(await finished(build)).toEqual(["cloning", "building", "pushing", "completed"]);
-  });
+  }, 120_000);
 
   test("a build cancelled mid-build stops: the RUN step is killed, nothing more is reported, the folder is removed", async () => {
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/slow"), imageUri: `${registry.host}/${prefix}/slow:1` });
@@ -175,7 +175,7 @@ describe("control-plane builds (agent run's build poller)", () => {
     await waitFor(() => !existsSync(join(dataDir.buildsDir, build.id)), 20_000, "the build folder to be removed");
     expect(build.history.map((h) => h.status)).toEqual(["cloning", "building"]);
     expect(build.status).toBe("cancelled");
-  });
+  }, 120_000);
 
   test("stopping the agent mid-build kills the build, reports it failed and cleans up", async () => {
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/slow"), imageUri: `${registry.host}/${prefix}/slow:2` });
@@ -186,5 +186,5 @@ describe("control-plane builds (agent run's build poller)", () => {
     expect(build.history.map((h) => h.status)).toEqual(["cloning", "building", "failed"]);
     expect(build.history.at(-1)!.error).toBe("build stopped: the agent is shutting down");
     expect(existsSync(join(dataDir.buildsDir, build.id))).toBe(false);
-  });
+  }, 120_000);
 });

@@ -16,7 +16,7 @@ import { parseImageRef } from "../../builder/imageRef.ts";
 import type { LogShipper } from "../../lib/logs/LogShipper.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { processesWithCmdline, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
+import { makeBaseImage, processesWithCmdline, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { cleanupPodman, freePort, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
@@ -39,7 +39,7 @@ beforeAll(async () => {
   await git.start();
   await logs.start();
   // A base image of this run's own, so the working containers of these builds are recognisable.
-  await podman(["tag", TEST_IMAGE, BASE]);
+  await makeBaseImage(BASE, prefix);
   const dockerfile = [
     `FROM ${BASE}`,
     // Declared so that a changed secret value rebuilds the step (the README's advice).
@@ -56,7 +56,7 @@ beforeAll(async () => {
   dirs.push(d);
   keyFile = join(d.path, "app.pem");
   writeFileSync(keyFile, github.privateKeyPem, { mode: 0o600 });
-});
+}, 120_000);
 
 afterAll(async () => {
   await removeImagesBuiltOn(BASE);
@@ -67,7 +67,7 @@ afterAll(async () => {
   await github.stop();
   await logs.stop();
   dirs.forEach((d) => d.cleanup());
-});
+}, 120_000);
 
 class Lines implements BuildTerminal {
   lines: string[] = [];
@@ -117,7 +117,7 @@ describe("podman builds from a private GitHub repository", () => {
     const output = await pullAndRun(result.reference);
     expect(output.trim().split("\n")).toEqual(["version one", createHash("sha256").update(SECRET).digest("hex")]);
     expect(terminal.lines.join("\n")).not.toContain(SECRET);
-  });
+  }, 120_000);
 
   test("the branch tip by default; build logs reach VictoriaLogs with the build's fields", async () => {
     const before = logs.lines.length;
@@ -134,7 +134,7 @@ describe("podman builds from a private GitHub repository", () => {
     expect(shipped.some((l) => l._msg.startsWith("STEP 3/5: RUN"))).toBe(true);
     expect(shipped.some((l) => l._msg.includes(SECRET))).toBe(false);
     expect(shipper.stats().dropped).toBe(0);
-  });
+  }, 120_000);
 
   test("a changed secret value rebuilds the steps that use it", async () => {
     const image = `${registry.host}/${prefix}/app:rotated`;
@@ -148,7 +148,7 @@ describe("podman builds from a private GitHub repository", () => {
     const runStep = second.terminal.lines.findIndex((l) => l.startsWith("STEP 3/5: RUN"));
     expect(runStep).toBeGreaterThan(0);
     expect(second.terminal.lines[runStep + 1]).not.toStartWith("--> Using cache");
-  });
+  }, 120_000);
 
   test("a log endpoint that is down neither blocks nor fails the build; the lost lines are counted", async () => {
     const down = `http://127.0.0.1:${await freePort()}`;
@@ -159,7 +159,7 @@ describe("podman builds from a private GitHub repository", () => {
     const stats = shipper.stats();
     expect(stats.sent).toBe(0);
     expect(stats.dropped + stats.pending).toBe(terminal.lines.length);
-  });
+  }, 120_000);
 
   test("a failing Dockerfile fails the build step with podman's exit code and error", async () => {
     const { result, terminal } = await ciBuild(request({ repo: "acme/broken", image: `${registry.host}/${prefix}/broken:v1`, secretNames: [], env: {} }));
@@ -169,7 +169,7 @@ describe("podman builds from a private GitHub repository", () => {
     expect(err.message).toMatch(/^podman build failed \(exit code \d+\): Error: .*RUN echo compiling && exit 3.*exit status 3/);
     expect(terminal.lines).toContain("compiling");
     expect(await podman(["images", "-q", `${registry.host}/${prefix}/broken:v1`])).toBe("");
-  });
+  }, 120_000);
 
   test("cancelling mid-build stops the RUN step, and podman removes its working container", async () => {
     const seconds = 4000 + Math.floor(Math.random() * 900);
@@ -187,20 +187,20 @@ describe("podman builds from a private GitHub repository", () => {
     expect(processesWithCmdline(`sleep ${seconds}`)).toEqual([]);
     const containers = (JSON.parse((await run(["buildah", "containers", "--json"])) || "null") ?? []) as Array<{ imagename: string }>;
     expect(containers.filter((c) => c.imagename === BASE)).toEqual([]);
-  });
+  }, 120_000);
 
   test("a private repository without an app is refused as an authentication problem", async () => {
     const { result } = await ciBuild(request({ github: { apiUrl: github.url, url: git.url }, image: `${registry.host}/${prefix}/app:noauth` }));
     const err = (result as { err: BuildStepError }).err;
     expect(err.step).toBe("clone");
     expect(err.message).toBe(`authentication to ${git.url}/acme/app.git failed: the repository is private or the token has no access to it`);
-  });
+  }, 120_000);
 
   test("an unknown commit sha fails the clone naming the commit", async () => {
     const missing = "0badc0de".repeat(5);
     const { result } = await ciBuild(request({ ref: missing, image: `${registry.host}/${prefix}/app:missing` }));
     expect((result as { err: Error }).err.message).toBe(`commit ${missing} was not found in ${git.url}/acme/app.git`);
-  });
+  }, 120_000);
 });
 
 async function run(argv: string[]): Promise<string> {

@@ -39,7 +39,7 @@ beforeAll(async () => {
   process.env.PATH = `${join(REPO_ROOT, "test/support/bin")}:${process.env.PATH}`;
   process.env.STANDIN_BUN = process.execPath;
   process.env.STANDIN_RECORD_DIR = recordDir;
-});
+}, 120_000);
 
 afterAll(async () => {
   for (const [k, v] of Object.entries(savedEnv)) {
@@ -49,7 +49,7 @@ afterAll(async () => {
   await git.stop();
   await github.stop();
   dirs.forEach((d) => d.cleanup());
-});
+}, 120_000);
 
 function gitInvocations(): Invocation[] {
   return readdirSync(recordDir)

@@ -2,12 +2,31 @@
  * Helpers for build tests.
  *
  * Exports:
+ *   makeBaseImage(name, prefix)    builds `name` FROM localhost/busybox:test with a label of the run, so it has an id of its own
  *   removeImagesBuiltOn(base)      removes every image (tagged, untagged, intermediate) whose history starts FROM `base`
  *   removeImagesNamed(prefix)      removes images (also untagged ones, e.g. pulled by digest) whose repository contains `/<prefix>`
  *   processesWithCmdline(cmdline)  pids of live processes whose argv joined by spaces is exactly `cmdline`
  */
-import { readdirSync, readFileSync } from "node:fs";
-import { podman } from "./podman.ts";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { podman, TEST_IMAGE } from "./podman.ts";
+
+/**
+ * A base image for one run's builds. Not a tag of the shared test image: a tag shares that image's
+ * id, and any cleanup that removes by id (or podman's `rmi x x`, which deletes an image named
+ * twice) would take the shared image away from every other test.
+ */
+export async function makeBaseImage(name: string, prefix: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "base-image-"));
+  try {
+    writeFileSync(join(dir, "Containerfile"), `FROM ${TEST_IMAGE}\nLABEL techulus.test.run=${prefix}\n`);
+    await podman(["build", "--pull=never", "-q", "-t", name, dir]);
+    return name;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 interface ImageRow {
   Id: string;
