@@ -2,7 +2,7 @@ import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { simpleGit } from "simple-git";
 import { AgentError, InvalidInputError } from "../lib/errors.ts";
-import { BuildCancelledError, BuildStepError } from "./buildErrors.ts";
+import { BuildCancelledError } from "./buildErrors.ts";
 import type { BuildLog } from "./BuildLog.ts";
 import { checkBuildSecrets } from "./buildSecrets.ts";
 import type { BuilderOptions } from "./builderOptions.ts";
@@ -141,4 +141,3 @@ async function headOf(dir: string): Promise<string | undefined> {
   }
 }
 
-export { BuildCancelledError, BuildStepError };

@@ -162,6 +162,17 @@ describe("BuildKit driver (buildctl stand-in)", () => {
     expect((result as { err: unknown }).err).toBeInstanceOf(BuildCancelledError);
     expect(sleeping()).toEqual([]);
   });
+
+  test("a build that outlives --build-timeout is killed and fails saying so", async () => {
+    const seconds = 3000 + Math.floor(Math.random() * 900);
+    process.env.STANDIN_BUILDCTL_SLEEP = String(seconds);
+    const src = source({ "Dockerfile": "FROM scratch\n" });
+    const { result } = await build({ src }, { timeoutMs: 2000 });
+    const err = (result as { err: BuildStepError }).err;
+    expect(err).toBeInstanceOf(BuildStepError);
+    expect(err.message).toMatch(/^buildctl build failed \(exit code -?\d+\): .*buildctl timed out after \d+ s/);
+    expect(processesWithCmdline(`sleep ${seconds}`)).toEqual([]);
+  });
 });
 
 describe("Railpack plans (railpack stand-in)", () => {
