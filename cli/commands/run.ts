@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { BUILDER_SETTINGS } from "../../builder/builderOptions.ts";
 import { NODE_SETTING_KEYS } from "../../lib/agent/nodeDrivers.ts";
 import { runAgent } from "../../lib/agent/runAgent.ts";
 import { addSettingOptions, settingsFor } from "../settingsOptions.ts";
@@ -18,6 +19,7 @@ const SETTINGS = [
   "volumeArchiveDays",
   "buildPollInterval",
   ...NODE_SETTING_KEYS,
+  ...BUILDER_SETTINGS,
 ] as const;
 
 export function runCommand(): Command {

@@ -11,12 +11,14 @@ import { ensureRegistered } from "../registration.ts";
 import { normalizePeers } from "../state/normalizePeers.ts";
 import { startWorkQueuePoller } from "../workqueue/startWorkQueuePoller.ts";
 import { startBuildPoller } from "../../builder/BuildPoller.ts";
+import { BUILDER_SETTINGS, builderOptionsFrom } from "../../builder/builderOptions.ts";
 import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
 
 const log = logger("agent");
 const SHUTDOWN_BUDGET_MS = 60_000;
 
 export type RunSettings = NodeSettings &
+  Settings<(typeof BUILDER_SETTINGS)[number]> &
   Settings<
     | "url"
     | "token"
@@ -39,6 +41,8 @@ export type RunSettings = NodeSettings &
  * Shutdown lets the change, item or build step in flight finish; containers keep running.
  */
 export async function runAgent(settings: RunSettings): Promise<void> {
+  // Listen before anything else: a signal during start-up ends the agent once it has started.
+  const signalled = waitForSignal();
   const dataDir = new DataDir(settings.dataDir!);
   const lock = await dataDir.lock();
   try {
@@ -76,6 +80,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
       onActed: () => loop.wake(),
     });
     const builds = startBuildPoller({
+      ...builderOptionsFrom(settings),
       client,
       dataDir,
       encryptionKey: identity.encryptionKey,
@@ -86,7 +91,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     loop.start();
     log.info(`agent started for server ${identity.serverId} (pid ${process.pid}${settings.proxy ? ", proxy node" : ""})`);
 
-    await waitForSignal();
+    await signalled;
     await bounded(
       Promise.allSettled([loop.stop(), workQueue.stop(), builds.stop()]).then(async () => {
         await containerLogs?.close();
