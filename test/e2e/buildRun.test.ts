@@ -55,7 +55,7 @@ test("agent run claims a pending build and reports it through to completed", asy
   const agent = startAgentCli(
     [
       "run", "--url", cp.url, "--token", token, "--data-dir", join(tmp.path, "data"),
-      "--network-name", `${prefix}-net`, "--dns-port", "0", "--poll-interval", "60", "--work-queue-interval", "60",
+      "--network-name", `${prefix}-net`, "--dns-port", "0", "--wireguard", "off", "--poll-interval", "60", "--work-queue-interval", "60",
       "--build-poll-interval", "1", "--insecure-registry", registry.host,
     ],
     { env: pod.env },
