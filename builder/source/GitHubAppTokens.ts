@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFlagFile } from "../../lib/fs/readFlagFile.ts";
 import { App } from "@octokit/app";
 // @octokit/core is @octokit/app's own dependency; its `defaults` is how @octokit/app documents a
 // custom API base URL (GitHub Enterprise Server, tests).
@@ -39,12 +39,7 @@ export class GitHubAppTokens {
   }
 
   static fromKeyFile(appId: string | number, keyFile: string, apiUrl?: string): GitHubAppTokens {
-    let privateKey: string;
-    try {
-      privateKey = readFileSync(keyFile, "utf8");
-    } catch (err) {
-      throw new UsageError(`--github-private-key-file: cannot read ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
-    }
+    const privateKey = readFlagFile("--github-private-key-file", keyFile);
     if (!/-----BEGIN (RSA )?PRIVATE KEY-----/.test(privateKey)) {
       throw new UsageError(`--github-private-key-file: ${keyFile} is not a PEM private key`, "download the key from the GitHub App's settings page (a .pem file)");
     }

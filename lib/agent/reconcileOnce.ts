@@ -1,10 +1,10 @@
-import { readFileSync } from "node:fs";
 import type { ControlPlaneClient } from "../controlplane/ControlPlaneClient.ts";
 import type { Settings } from "../config/settings.ts";
 import { parseEncryptionKey } from "../crypto/secrets.ts";
 import { DataDir, type Identity } from "../datadir/DataDir.ts";
 import { AgentError, ExitCode, UsageError, errorMessage } from "../errors.ts";
 import { logger } from "../logger.ts";
+import { readFlagFile } from "../fs/readFlagFile.ts";
 import { registerSecret } from "../redact.ts";
 import { deployContext } from "../reconcile/deployContext.ts";
 import { loadStateFile, parseExpectedState } from "../reconcile/expectedStateSource.ts";
@@ -173,12 +173,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
 }
 
 function readEncryptionKeyFile(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8").trim();
-  } catch (err) {
-    throw new UsageError(`--encryption-key-file: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
-  }
+  const text = readFlagFile("--encryption-key-file", path).trim();
   try {
     parseEncryptionKey(text);
   } catch {

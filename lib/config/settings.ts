@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
+import { parseFlagJson, readFlagFile } from "../fs/readFlagFile.ts";
 
 /**
  * Every setting is declared once here: its flag, its environment variable, its config-file key,
@@ -400,18 +401,7 @@ function readConfigFile(sources: SettingSources): { path?: string; values: Recor
   const explicit = sources.configFile ?? sources.env[CONFIG_FILE_ENV];
   const path = explicit || (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
   if (!path) return { values: {} };
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new UsageError(`--config: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`--config: ${path} is not valid JSON: ${(err as Error).message}`);
-  }
+  const json = parseFlagJson("--config", path, readFlagFile("--config", path));
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new UsageError(`--config: ${path} must contain a JSON object`);
   }

@@ -1,8 +1,8 @@
-import { readFileSync } from "node:fs";
 import type { ControlPlaneClient } from "../controlplane/ControlPlaneClient.ts";
 import { ExpectedStateWire, describeIssues } from "../controlplane/schemas.ts";
 import type { DataDir } from "../datadir/DataDir.ts";
-import { AgentError, InvalidInputError, UsageError, errorMessage } from "../errors.ts";
+import { AgentError, InvalidInputError, errorMessage } from "../errors.ts";
+import { parseFlagJson, readFlagFile } from "../fs/readFlagFile.ts";
 import { request } from "../http/undici.ts";
 import { logger } from "../logger.ts";
 import { normalizeExpectedState } from "../state/normalizeExpectedState.ts";
@@ -95,17 +95,8 @@ export async function loadStateFile(location: string, options: NormalizeOptions)
       throw new AgentError(`cannot fetch --state ${location}: ${errorMessage(err)}`);
     }
   } else {
-    try {
-      text = readFileSync(location, "utf8");
-    } catch (err) {
-      throw new UsageError(`--state: cannot read ${location}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
-    }
+    text = readFlagFile("--state", location);
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new InvalidInputError(`--state: ${location} is not valid JSON: ${errorMessage(err)}`);
-  }
+  const json = parseFlagJson("--state", location, text, (message) => new InvalidInputError(message));
   return parseExpectedState(json, { ...options, allowPlainEnv: true, origin: location });
 }

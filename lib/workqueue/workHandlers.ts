@@ -39,19 +39,22 @@ export interface WorkHandler<P> {
 
 type PayloadOf<T extends WorkItemType> = Extract<ParsedWorkItem, { type: T }>["payload"];
 
-function checkDeployment(container: ActualContainer, deploymentId: string | undefined): void {
+/** The managed container a restart/stop item names, refused when it belongs to another deployment. */
+async function targetContainer(payload: { containerId: string; deploymentId?: string }, ctx: WorkContext): Promise<ActualContainer> {
+  const container = resolveManagedContainer(await ctx.runtime.listManaged(), payload.containerId);
+  const { deploymentId } = payload;
   if (deploymentId && container.deploymentId && container.deploymentId !== deploymentId) {
     throw new InvalidInputError(
       `container ${container.id.slice(0, 12)} belongs to deployment ${container.deploymentId}, not ${deploymentId}; refusing`,
     );
   }
+  return container;
 }
 
 const restart: WorkHandler<PayloadOf<"restart">> = {
   onInterrupted: "fail",
   async plan(payload, ctx) {
-    const container = resolveManagedContainer(await ctx.runtime.listManaged(), payload.containerId);
-    checkDeployment(container, payload.deploymentId);
+    const container = await targetContainer(payload, ctx);
     return {
       targets: [container.id],
       async run() {
@@ -65,8 +68,7 @@ const restart: WorkHandler<PayloadOf<"restart">> = {
 const stop: WorkHandler<PayloadOf<"stop">> = {
   onInterrupted: "run-again",
   async plan(payload, ctx) {
-    const container = resolveManagedContainer(await ctx.runtime.listManaged(), payload.containerId);
-    checkDeployment(container, payload.deploymentId);
+    const container = await targetContainer(payload, ctx);
     return {
       targets: [container.id],
       async run() {
