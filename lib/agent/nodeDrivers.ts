@@ -24,6 +24,7 @@ export const NODE_SETTING_KEYS = [
   "caddyAdminUrl",
   "traefikDynamicDir",
   "dnsPort",
+  "dnsRunDir",
 ] as const;
 export type NodeSettings = Settings<(typeof NODE_SETTING_KEYS)[number]>;
 
@@ -58,8 +59,8 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
   let dnsServers: string[] | undefined;
   if (settings.dnsPort !== 0) {
     const listenAddresses = identity ? dnsListenAddresses(identity.wireguardIp) : ["127.0.0.1", gateway];
-    // The default run dir is under /run: dnsmasq drops to nobody and could not read the private data dir.
-    dnsmasq = new DnsmasqDriver({ listenAddresses, port: settings.dnsPort });
+    // Not inside the data dir: dnsmasq drops to nobody and could not read the private data dir.
+    dnsmasq = new DnsmasqDriver({ listenAddresses, port: settings.dnsPort, runDir: settings.dnsRunDir });
     dns = dnsmasq;
     dnsServers = identity ? containerDnsServers(identity.wireguardIp) : [gateway];
   }

@@ -134,6 +134,15 @@ export const SETTINGS = {
     schema: z.number().int("must be a whole number").min(0, "must be 0–65535").max(65535, "must be 0–65535"),
     default: 53,
   }),
+  dnsRunDir: spec({
+    key: "dnsRunDir",
+    flag: "--dns-run-dir <dir>",
+    env: "AGENT_DNS_RUN_DIR",
+    kind: "string",
+    description: "folder of the agent's dnsmasq (config, pid, records); must be readable by nobody",
+    schema: z.string().refine((v) => v.startsWith("/"), "must be an absolute path"),
+    default: "/run/techulus-agent/dnsmasq",
+  }),
   logFormat: spec({
     key: "logFormat",
     flag: "--log-format <format>",
