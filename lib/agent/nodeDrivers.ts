@@ -1,7 +1,7 @@
 import type { Settings } from "../config/settings.ts";
 import type { DataDir, Identity } from "../datadir/DataDir.ts";
 import { DnsmasqDriver, containerDnsServers, dnsListenAddresses } from "../dns/DnsmasqDriver.ts";
-import type { DnsDriver, ProxyDriver, WireGuardDriver } from "../drivers.ts";
+import type { DnsDriver, ProxyDriver } from "../drivers.ts";
 import { logger } from "../logger.ts";
 import { findOrStartPodmanSocket, type PodmanSocket } from "../podman/PodmanSocket.ts";
 import { PodmanRuntime } from "../podman/PodmanRuntime.ts";
@@ -30,7 +30,11 @@ export type NodeSettings = Settings<(typeof NODE_SETTING_KEYS)[number]>;
 
 export interface NodeDrivers {
   drivers: Drivers;
-  /** Readies the node before the first pass: the container network, and dnsmasq running (so containers resolve names even when no record changes). */
+  /**
+   * Readies the node before the first pass: the container network, the mesh interface (its address
+   * is where containers reach dnsmasq, even before the first peer exists) and dnsmasq running (so
+   * containers resolve names even when no record changes).
+   */
   prepare(): Promise<void>;
   podman: PodmanSocket;
   /** The Podman runtime itself (the benchmark reads its API call count). */
@@ -72,7 +76,7 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
     insecureRegistries: settings.insecureRegistries ?? [],
     dnsServers,
   });
-  let wireguard: WireGuardDriver | undefined;
+  let wireguard: WgDriver | undefined;
   if (identity && settings.wireguard !== "off") {
     wireguard = new WgDriver({
       interfaceName: settings.wireguardInterface,
@@ -97,6 +101,7 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
     runtime,
     async prepare() {
       await runtime.ensureNetwork(subnetId);
+      if (wireguard && (await wireguard.implementation()) === "absent") await wireguard.apply(await wireguard.observe());
       await dnsmasq?.ensureRunning();
     },
     async close() {
