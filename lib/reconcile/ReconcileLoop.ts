@@ -6,6 +6,7 @@ import { planChanges } from "../state/planChanges.ts";
 import type { ActualState } from "../state/types.ts";
 import type { Drivers } from "./Drivers.ts";
 import type { ExpectedStateSource } from "./expectedStateSource.ts";
+import { FailureBackoff } from "./FailureBackoff.ts";
 import { observeActual } from "./observeActual.ts";
 import { reconcilePass, type PassResult } from "./reconcilePass.ts";
 import { containerStatuses, hostResources } from "./statusReport.ts";
@@ -29,6 +30,8 @@ export interface ReconcileLoopOptions {
   onPass?: (result: PassResult) => void;
   /** Called with the actual state at the end of every tick (log streaming follows its containers). */
   onObserved?: (actual: ActualState) => void;
+  /** Deferral of changes that keep failing (default: 10 s doubling to 5 min). */
+  backoff?: FailureBackoff;
 }
 
 /**
@@ -42,9 +45,12 @@ export class ReconcileLoop {
   private woken = false;
   private running?: Promise<void>;
   private unsubscribe?: () => void;
+  private readonly backoff: FailureBackoff;
   state: "idle" | "processing" | "stopped" = "idle";
 
-  constructor(private readonly options: ReconcileLoopOptions) {}
+  constructor(private readonly options: ReconcileLoopOptions) {
+    this.backoff = options.backoff ?? new FailureBackoff();
+  }
 
   start(): void {
     if (this.running) return;
@@ -89,8 +95,11 @@ export class ReconcileLoop {
     let actual = await observeActual(this.options.drivers);
     if (snapshot) {
       const plan = planChanges(snapshot.state, actual);
-      if (plan.length > 0) {
-        log.info(`drift: ${plan.length} change(s) needed${snapshot.origin === "last-good" ? " (against the last good state)" : ""}`);
+      this.backoff.retainOnly(plan);
+      const deferred = plan.filter((c) => this.backoff.isDeferred(c)).length;
+      if (plan.length > deferred) {
+        const note = [snapshot.origin === "last-good" ? "against the last good state" : "", deferred ? `${deferred} deferred after failing` : ""].filter(Boolean).join("; ");
+        log.info(`drift: ${plan.length} change(s) needed${note ? ` (${note})` : ""}`);
         this.state = "processing";
         const result = await reconcilePass({
           expected: snapshot.state,
@@ -100,6 +109,7 @@ export class ReconcileLoop {
           initialActual: actual,
           shouldStop: () => this.stopping,
           afterChange: (a) => this.report(a, false),
+          backoff: this.backoff,
         });
         this.state = "idle";
         actual = result.actual;
@@ -114,7 +124,8 @@ export class ReconcileLoop {
   private logPass(result: PassResult): void {
     const summary = `${result.applied.length} applied in ${result.durationMs} ms`;
     if (result.converged) log.info(`converged: ${summary}`);
-    else if (result.stoppedBy === "failure") log.warn(`pass stopped by a failed change (${summary}); retrying at the next poll`);
+    else if (result.stoppedBy === "failure") log.warn(`pass stopped by a failed change (${summary}); the rest goes on at the next poll`);
+    else if (result.stoppedBy === "backoff") log.warn(`${result.remaining.length} change(s) left, all deferred after failing (${summary})`);
     else log.warn(`pass ended by ${result.stoppedBy} with ${result.remaining.length} change(s) left (${summary})`);
   }
 

@@ -5,6 +5,7 @@ import { planChanges } from "../state/planChanges.ts";
 import type { ActualState, Change, ExpectedState } from "../state/types.ts";
 import type { Drivers } from "./Drivers.ts";
 import { applyChange } from "./applyChange.ts";
+import type { FailureBackoff } from "./FailureBackoff.ts";
 import { observeActual } from "./observeActual.ts";
 
 const log = logger("reconcile");
@@ -22,8 +23,8 @@ export interface PassResult {
   failed?: AppliedChange & { error: string };
   /** The plan left when the pass ended (empty when converged). */
   remaining: Change[];
-  /** Why the pass ended early, when it did. */
-  stoppedBy?: "failure" | "timeout" | "shutdown";
+  /** Why the pass ended early, when it did ("backoff": only changes that failed recently are left). */
+  stoppedBy?: "failure" | "timeout" | "shutdown" | "backoff";
   durationMs: number;
   /** Actual state as last observed. */
   actual: ActualState;
@@ -41,6 +42,8 @@ export interface PassOptions {
   shouldStop?: () => boolean;
   /** Optionally supply an already observed state for the first plan. */
   initialActual?: ActualState;
+  /** Changes that failed recently are skipped until their retry time (the loop's memory). */
+  backoff?: FailureBackoff;
 }
 
 /**
@@ -67,7 +70,8 @@ export async function reconcilePass(options: PassOptions): Promise<PassResult> {
     if (plan.length === 0) return end();
     if (options.shouldStop?.()) return end("shutdown");
     if (performance.now() >= deadline) return end("timeout");
-    const change = plan[0]!;
+    const change = options.backoff ? plan.find((c) => !options.backoff!.isDeferred(c)) : plan[0];
+    if (!change) return end("backoff");
     const t0 = performance.now();
     log.info(`${change.description} (${change.reason})`);
     let failure: string | undefined;
@@ -80,12 +84,14 @@ export async function reconcilePass(options: PassOptions): Promise<PassResult> {
     actual = await observeActual(options.drivers);
     await options.afterChange?.(actual);
     if (failure !== undefined) {
-      log.error(`failed: ${change.description}: ${failure}`);
+      const delay = options.backoff?.recordFailure(change);
+      log.error(`failed: ${change.description}: ${failure}${delay ? `; retrying it in ${Math.round(delay / 1000)} s, other changes go on` : ""}`);
       const result = end("failure", { ...record, error: failure });
       result.remaining = planChanges(options.expected, actual);
       result.converged = false;
       return result;
     }
+    options.backoff?.recordSuccess(change);
     applied.push(record);
   }
 }

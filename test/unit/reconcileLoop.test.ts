@@ -6,7 +6,9 @@ import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ReconcileLoop } from "../../lib/reconcile/ReconcileLoop.ts";
 import { deployContext } from "../../lib/reconcile/deployContext.ts";
 import { ControlPlaneStateSource, parseExpectedState } from "../../lib/reconcile/expectedStateSource.ts";
+import { FailureBackoff } from "../../lib/reconcile/FailureBackoff.ts";
 import { reconcilePass } from "../../lib/reconcile/reconcilePass.ts";
+import { planChanges } from "../../lib/state/planChanges.ts";
 import { FakeRuntime } from "../support/FakeRuntime.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
 import { tempDir } from "../support/agentBinary.ts";
@@ -82,6 +84,48 @@ describe("reconcilePass", () => {
     expect(noKey.failed?.error).toContain("env B is encrypted but no encryption key is available");
   });
 });
+
+describe("changes that keep failing are deferred, not in the way of the rest", () => {
+  test("a failed change is skipped by the next pass until its retry time, and tried again then", async () => {
+    let now = 1_000_000;
+    const backoff = new FailureBackoff(10_000, 40_000, () => now);
+    const runtime = new FakeRuntime();
+    runtime.failDeployOf.add("web-1");
+    const expected = state([container(1), container(2), container(3)]);
+    const run = () => reconcilePass({ expected, drivers: { runtime }, context: deployContext(undefined), budgetMs: 60_000, backoff });
+
+    const first = await run();
+    expect(first.stoppedBy).toBe("failure");
+    expect(first.applied).toEqual([]);
+    const second = await run();
+    expect(second.applied.map((a) => a.description)).toEqual([expect.stringContaining("web-2"), expect.stringContaining("web-3")]);
+    expect(second.stoppedBy).toBe("backoff");
+    expect(second.remaining.map((c) => c.kind)).toEqual(["deploy"]);
+    expect(runtime.calls.filter((c) => c === "deploy web-1")).toHaveLength(1);
+
+    now += 10_001;
+    runtime.failDeployOf.clear();
+    const third = await run();
+    expect(third.converged).toBe(true);
+    expect(third.applied.map((a) => a.description)).toEqual([expect.stringContaining("web-1")]);
+  });
+
+  test("the delay doubles up to the cap, and a change with new content is not deferred", () => {
+    let now = 0;
+    const backoff = new FailureBackoff(10_000, 40_000, () => now);
+    const [deploy] = planOf(state([container(1)]));
+    expect([1, 2, 3, 4].map(() => backoff.recordFailure(deploy!))).toEqual([10_000, 20_000, 40_000, 40_000]);
+    expect(backoff.isDeferred(deploy!)).toBe(true);
+    const [newImage] = planOf(state([container(1, { image: "localhost/other:2" })]));
+    expect(backoff.isDeferred(newImage!)).toBe(false);
+    backoff.retainOnly([newImage!]);
+    expect(backoff.isDeferred(deploy!)).toBe(false);
+  });
+});
+
+function planOf(expected: ReturnType<typeof state>) {
+  return planChanges(expected, { containers: [] });
+}
 
 describe("ReconcileLoop with the control plane", () => {
   const cp = new TestControlPlane();
