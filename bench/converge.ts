@@ -63,7 +63,11 @@ async function agentReconcile(statePath: string, network: string, subnetId: numb
   const ms = performance.now() - t0;
   if (code !== 0) throw new Error(`agent reconcile exited ${code}: ${err}`);
   const json = JSON.parse(out) as { applied: unknown[]; podmanApiCalls: number };
-  return { ms, applied: json.applied.length, apiCalls: json.podmanApiCalls };
+  return { ms, applied: json.applied.length, apiCalls: json.podmanApiCalls, maxRssMb: maxRssMb(proc) };
+}
+
+function maxRssMb(proc: { resourceUsage(): { maxRSS: number } | undefined }): number {
+  return Math.round((proc.resourceUsage()?.maxRSS ?? 0) / 1024 / 1024);
 }
 
 async function podmanRunFloor(count: number, network: string, subnetId: number): Promise<number> {
@@ -105,7 +109,7 @@ async function main() {
     const agent20 = await agentReconcile(state20, `${prefix}-a`, agentSubnet!, env);
     rows.push(["20 new deployments", `podman run -d ×20: ${fmt(floorMs)}`, `agent: ${fmt(agent20.ms)} (${agent20.applied} applied)`, `ratio ${(agent20.ms / floorMs).toFixed(2)} (target ≤ 1.5)`]);
 
-    const idle: Record<number, { ms: number; apiCalls: number }> = {};
+    const idle: Record<number, { ms: number; apiCalls: number; maxRssMb: number }> = {};
     for (const [count, subnet] of [[10, idle10Subnet!], [100, idle100Subnet!]] as const) {
       const path = join(work, `idle${count}.json`);
       writeFileSync(path, JSON.stringify(expected(`i${count}`, count, subnet)));
@@ -114,13 +118,20 @@ async function main() {
       if (pass.applied !== 0) throw new Error(`idle pass over ${count} applied ${pass.applied} changes`);
       idle[count] = pass;
     }
-    const procFloor = await (async () => {
+    const floor = await (async () => {
       const t0 = performance.now();
-      await Bun.spawn([AGENT, "--version"]).exited;
-      return performance.now() - t0;
+      const proc = Bun.spawn([AGENT, "--version"], { stdout: "ignore" });
+      await proc.exited;
+      return { ms: performance.now() - t0, maxRssMb: maxRssMb(proc) };
     })();
-    rows.push(["idle pass, 10 containers", `wall ${fmt(idle[10]!.ms)}`, `podman API calls: ${idle[10]!.apiCalls}`, `process start alone: ${fmt(procFloor)}`]);
+    rows.push(["idle pass, 10 containers", `wall ${fmt(idle[10]!.ms)}`, `podman API calls: ${idle[10]!.apiCalls}`, `process start alone: ${fmt(floor.ms)}`]);
     rows.push(["idle pass, 100 containers", `wall ${fmt(idle[100]!.ms)}`, `podman API calls: ${idle[100]!.apiCalls}`, `calls 100 vs 10: ${idle[100]!.apiCalls === idle[10]!.apiCalls ? "same" : "DIFFERENT"}`]);
+    rows.push([
+      "peak memory (max RSS)",
+      `agent --version: ${floor.maxRssMb} MiB`,
+      `20 deploys: ${agent20.maxRssMb} MiB, idle 100: ${idle[100]!.maxRssMb} MiB`,
+      `ratio idle 100 / start alone: ${(idle[100]!.maxRssMb / floor.maxRssMb).toFixed(2)}`,
+    ]);
 
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     console.log(`\nbench/converge (${new Date().toISOString()}, ${(await hostPodman(["--version"])).trim()})`);
