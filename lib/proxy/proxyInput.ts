@@ -7,8 +7,6 @@ export const SERVICE_ID_HEADER = "X-Techulus-Service-Id";
 /** Names of everything the agent owns in a proxy's config start with this. */
 export const MANAGED_PREFIX = "techulus-";
 
-const HEADER_VALUE = /^[\x21-\x7e]*$/;
-
 /**
  * Last check before routes reach a proxy config: lib/state validates expected state; this
  * refuses whatever could still break out of a value (a line break in a header value or a rule,
@@ -28,7 +26,8 @@ export function assertValidProxyInput(routes: readonly Route[], certificates: re
     for (const upstream of route.upstreams) {
       if (!isEndpoint(upstream)) problems.push(`${where}: upstream ${JSON.stringify(upstream)} is not host:port`);
     }
-    if (!HEADER_VALUE.test(route.serviceId)) problems.push(`${where}: service id ${JSON.stringify(route.serviceId)} has spaces or control characters`);
+    // A header value in both proxies; Caddy expands {…} placeholders in it, so only a safe id may go there.
+    if (!isSafeId(route.serviceId)) problems.push(`${where}: service id ${JSON.stringify(route.serviceId)} is not a safe id (letters, digits, _ . -)`);
   }
   const domains = new Set<string>();
   for (const [index, cert] of certificates.entries()) {

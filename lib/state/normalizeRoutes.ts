@@ -20,13 +20,15 @@ export function collectRoutes(lists: ReadonlyArray<[path: string, routes: readon
       const before = problems.list.length;
       const id = problems.check(where, () => parseSafeId("route id", wire.id));
       const domain = problems.check(where, () => normalizeDomainName(wire.domain, { allowWildcard: true }));
+      // It becomes a header value, which Caddy reads for {…} placeholders ({env.X} would leak Caddy's environment).
+      const serviceId = problems.check(where, () => parseSafeId("serviceId", wire.serviceId));
       const upstreams = new Set<string>();
       wire.upstreams.forEach((upstream, j) => {
         const endpoint = problems.check(`${where} upstreams[${j}]`, () => normalizeEndpoint(upstream));
         if (endpoint !== undefined) upstreams.add(endpoint);
       });
-      if (problems.list.length > before || id === undefined || domain === undefined) return;
-      const [route] = sortRoutes([{ id, domain, upstreams: [...upstreams], serviceId: wire.serviceId }]);
+      if (problems.list.length > before || id === undefined || domain === undefined || serviceId === undefined) return;
+      const [route] = sortRoutes([{ id, domain, upstreams: [...upstreams], serviceId }]);
       const seen = byId.get(id);
       if (!seen) byId.set(id, { route: route!, where });
       else if (stableHash(seen.route) !== stableHash(route)) problems.add(where, `differs from ${seen.where}, which has the same id`);

@@ -239,6 +239,8 @@ describe("Caddy driver against a real Caddy", () => {
       [{ id: "r9", domain: "ok.test", upstreams: ["not an endpoint"], serviceId: "s" }],
       [{ id: "r9", domain: "ok.test", upstreams: [upstreamA], serviceId: "s\r\nX-Evil: 1" }],
       [{ id: "../r9", domain: "ok.test", upstreams: [upstreamA], serviceId: "s" }],
+      // Caddy expands placeholders in header values: this would answer every client with Caddy's $HOME.
+      [{ id: "r9", domain: "ok.test", upstreams: [upstreamA], serviceId: "{env.HOME}" }],
     ];
     for (const routes of bad) await expect(driver.apply(routes, [])).rejects.toBeInstanceOf(InvalidInputError);
     expect(await liveRoutes()).toEqual(before);

@@ -289,6 +289,8 @@ describe("routes and certificates", () => {
     [route("r1", "a.example.com", ["10.200.1.999:80"]), "upstreams[0]: \"10.200.1.999:80\" is not a host:port endpoint (bad IPv4 address)"],
     [route("r1", "a.example.com", ["10.200.1.2:99999"]), "port must be 1–65535"],
     [route("../r1", "a.example.com", ["10.200.1.2:80"]), 'route id "../r1" is invalid'],
+    // Caddy expands {…} placeholders in header values: this would send Caddy's environment to every client.
+    [route("r1", "a.example.com", ["10.200.1.2:80"], "{env.HOME}"), 'serviceId "{env.HOME}" is invalid'],
   ])("rejects a bad route %#", (bad, message) => {
     expect(rejection(state({ caddy: { routes: [bad] } })).message).toContain(message);
   });
