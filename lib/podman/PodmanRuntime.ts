@@ -5,7 +5,7 @@ import type { ContainerEvent, ContainerRuntime, DeployContext } from "../drivers
 import { AgentError, InvalidInputError, errorMessage } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { registerSecret } from "../redact.ts";
-import { backoffDelay, type BackoffPolicy } from "../retry.ts";
+import { abortableSleep, backoffDelay, type BackoffPolicy } from "../retry.ts";
 import { parseImageRef } from "../state/imageRef.ts";
 import { LABEL_SERVICE_ID, type ActualContainer, type ExpectedContainer } from "../state/types.ts";
 import { HealthCheckRunner } from "./HealthCheckRunner.ts";
@@ -341,11 +341,7 @@ export class PodmanRuntime implements ContainerRuntime {
         else log.debug(`podman event stream still down: ${errorMessage(err)}`);
         outage = true;
       }
-      const delay = backoffDelay(this.eventsBackoff, attempt++) + 100;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
-      });
+      await abortableSleep(backoffDelay(this.eventsBackoff, attempt++) + 100, signal);
     }
   }
 }

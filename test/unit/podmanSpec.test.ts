@@ -198,3 +198,37 @@ describe("--insecure-registry", () => {
     }
   });
 });
+
+describe("event subscription", () => {
+  test("an event stream that keeps failing does not pile up abort listeners on the subscription's signal", async () => {
+    // Count the live "abort" listeners of every signal while the runtime reconnects to a socket that does not exist.
+    const live = new Map<AbortSignal, Set<unknown>>();
+    const add = AbortSignal.prototype.addEventListener;
+    const remove = AbortSignal.prototype.removeEventListener;
+    AbortSignal.prototype.addEventListener = function (this: AbortSignal, type: string, listener: unknown, options?: unknown) {
+      if (type === "abort") live.set(this, (live.get(this) ?? new Set()).add(listener));
+      return (add as (...a: unknown[]) => void).call(this, type, listener, options);
+    } as typeof add;
+    AbortSignal.prototype.removeEventListener = function (this: AbortSignal, type: string, listener: unknown, options?: unknown) {
+      if (type === "abort") live.get(this)?.delete(listener);
+      return (remove as (...a: unknown[]) => void).call(this, type, listener, options);
+    } as typeof remove;
+    const dir = mkdtempSync(join(tmpdir(), "events-"));
+    const { PodmanRuntime } = await import("../../lib/podman/PodmanRuntime.ts");
+    const runtime = new PodmanRuntime({ socketPath: join(dir, "none.sock"), volumesRoot: dir, healthChecks: "podman", eventsBackoff: { attempts: Infinity, baseMs: 1, maxMs: 1 } });
+    const unsubscribe = runtime.subscribe(() => {});
+    try {
+      const deadline = Date.now() + 20_000;
+      while (runtime.apiCalls < 12 && Date.now() < deadline) await Bun.sleep(50);
+      expect(runtime.apiCalls).toBeGreaterThanOrEqual(12);
+      const most = Math.max(0, ...[...live.values()].map((s) => s.size));
+      expect(most).toBeLessThanOrEqual(3);
+    } finally {
+      unsubscribe();
+      AbortSignal.prototype.addEventListener = add;
+      AbortSignal.prototype.removeEventListener = remove;
+      await runtime.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
