@@ -5,6 +5,11 @@ import { LABEL_DEPLOYMENT_ID, type ActualContainer, type ActualState, type Chang
 
 /** States in which a container is running (or about to be): an orphan in one is stopped before it is removed. */
 const ACTIVE: ReadonlySet<ContainerState> = new Set(["running", "paused", "restarting"]);
+
+/** A container with a process that `stop` would end. */
+export function isActive(container: ActualContainer): boolean {
+  return ACTIVE.has(container.state);
+}
 /** States a container with the right image is simply started from (never recreated: its IP stays allocated to it). */
 const STARTABLE: ReadonlySet<ContainerState> = new Set(["created", "exited", "stopped"]);
 /** States nothing can bring back: the container is replaced. */
@@ -60,7 +65,7 @@ export function planChanges(expected: ExpectedState, actual: ActualState): Chang
   for (const { container, reason } of orphans) {
     if (container.state === "removing") continue;
     const what = `orphan container ${container.name} (${shortId(container.id)})`;
-    if (ACTIVE.has(container.state)) changes.push({ kind: "stop-orphan", container, description: `stop ${what}`, reason });
+    if (isActive(container)) changes.push({ kind: "stop-orphan", container, description: `stop ${what}`, reason });
     else changes.push({ kind: "remove-orphan", container, description: `remove ${what}`, reason });
   }
 

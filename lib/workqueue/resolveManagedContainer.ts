@@ -18,7 +18,5 @@ export function resolveManagedContainer(managed: readonly ActualContainer[], ref
   return matches[0]!;
 }
 
-/** States in which a container has a process that `stop` would end. */
-export function isActive(container: ActualContainer): boolean {
-  return container.state === "running" || container.state === "paused" || container.state === "restarting";
-}
+/** The planner's rule, so a work item and an orphan stop the same containers. */
+export { isActive } from "../state/planChanges.ts";
