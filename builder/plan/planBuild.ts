@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { run, which } from "../../lib/exec.ts";
 import { UsageError, errorMessage } from "../../lib/errors.ts";
@@ -46,9 +46,13 @@ export interface PlanOptions {
 export function dockerfileLocation(contextDir: string, path: string): { dir: string; name: string; full: string } {
   if (isAbsolute(path)) throw new UsageError(`--dockerfile: must be a path inside the source (got ${JSON.stringify(path)})`);
   const full = resolve(contextDir, path);
-  const rel = relative(contextDir, full);
-  if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) throw new UsageError(`--dockerfile: must be a path inside the source (got ${JSON.stringify(path)})`);
+  if (!isInside(contextDir, full)) throw new UsageError(`--dockerfile: must be a path inside the source (got ${JSON.stringify(path)})`);
   return { dir: dirname(full), name: basename(full), full };
+}
+
+function isInside(dir: string, path: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel);
 }
 
 /** `railpack version 0.15.4` → `0.15.4`. */
@@ -66,6 +70,10 @@ export async function planBuild(options: PlanOptions): Promise<BuildPlan> {
   const wanted = options.dockerfile ?? "Dockerfile";
   const location = dockerfileLocation(contextDir, wanted);
   if (existsSync(location.full) && statSync(location.full).isFile()) {
+    // podman reads the Dockerfile on the host and prints its lines: a symlink must not lead out.
+    if (!isInside(realpathSync(contextDir), realpathSync(location.full))) {
+      throw new BuildStepError("plan", `the Dockerfile ${wanted} points outside the source`);
+    }
     log(`using ${relative(contextDir, location.full)}`);
     return { kind: "dockerfile", contextDir, dockerfileDir: location.dir, dockerfileName: location.name };
   }

@@ -246,6 +246,32 @@ describe("Railpack plans (railpack stand-in)", () => {
     expect(calls("railpack")).toEqual([]);
   });
 
+  test("a Dockerfile that is a symlink out of the source is refused before any tool reads it", async () => {
+    // podman reads the Dockerfile on the host and echoes its lines into the build log, so a cloned
+    // repository could otherwise print any root-readable host file (config.json's key, say).
+    const outside = join(dir(), "host-secret.json");
+    writeFileSync(outside, `FROM scratch\n{"encryptionKey":"${SECRET_VALUE}"}\n`);
+    const src = source({ "package.json": "{}\n" });
+    symlinkSync(outside, join(src, "Dockerfile"));
+    const linkedDir = source({ "package.json": "{}\n" });
+    symlinkSync(join(outside, ".."), join(linkedDir, "docker"));
+    for (const [from, dockerfile] of [[src, undefined], [linkedDir, "docker/host-secret.json"]] as const) {
+      const { result, terminal } = await build({ src: from, dockerfile });
+      const err = (result as { err: BuildStepError }).err;
+      expect(err).toBeInstanceOf(BuildStepError);
+      expect(err.step).toBe("plan");
+      expect(err.message).toBe(`the Dockerfile ${dockerfile ?? "Dockerfile"} points outside the source`);
+      expect(terminal.lines.join("\n")).not.toContain(SECRET_VALUE);
+    }
+    expect(calls("buildctl").filter((c) => c.argv.includes("build"))).toEqual([]);
+    expect(calls("railpack")).toEqual([]);
+    // A symlink that stays inside the source is fine.
+    const inside = source({ "docker/Dockerfile.prod": "FROM scratch\n" });
+    symlinkSync("docker/Dockerfile.prod", join(inside, "Dockerfile"));
+    const { result } = await build({ src: inside });
+    if ("err" in result) throw result.err;
+  });
+
   test("an explicit --dockerfile that does not exist is an error, not a Railpack build", async () => {
     const src = source({ "package.json": "{}\n" });
     const { result } = await build({ src, dockerfile: "docker/Dockerfile.prod" });
