@@ -98,7 +98,8 @@ export class CaddyDriver implements ProxyDriver {
 
   /**
    * Read–merge–write of one array in Caddy's config. When it exists: PATCH with If-Match, retried
-   * on 412. When it does not: `create` (unless there is nothing to write).
+   * on 412. When only its key is missing (its parent exists): PUT at its path. When its parent is
+   * missing too: `create`. Neither when there is nothing to write.
    */
   private async replaceArray(
     path: string,
@@ -109,12 +110,16 @@ export class CaddyDriver implements ProxyDriver {
     for (let attempt = 1; ; attempt++) {
       try {
         const live = await this.readArray(path);
-        if (!live) {
-          if (!createWhenMissing) return;
+        const ifMatch: Record<string, string> = live?.etag ? { "if-match": live.etag } : {};
+        if (live?.items) {
+          await this.write("PATCH", path, merge(live.items), ifMatch);
+        } else if (!createWhenMissing) {
+          return;
+        } else if (live) {
+          await this.write("PUT", path, merge([]), ifMatch);
+        } else {
           const c = create(merge([]));
           await this.write(c.method, c.path, c.body, {});
-        } else {
-          await this.write("PATCH", path, merge(live.items), live.etag ? { "if-match": live.etag } : {});
         }
         return;
       } catch (err) {
@@ -124,11 +129,14 @@ export class CaddyDriver implements ProxyDriver {
     }
   }
 
-  /** The array at `path` with its ETag, or undefined when the path (or a parent) does not exist. */
-  private async readArray(path: string): Promise<{ items: unknown[]; etag?: string } | undefined> {
+  /**
+   * The array at `path` with its ETag; `items` null when its parent exists without it (Caddy answers
+   * null); undefined when a parent does not exist.
+   */
+  private async readArray(path: string): Promise<{ items: unknown[] | null; etag?: string } | undefined> {
     const res = await this.call("GET", path);
     if (res.status === 200) {
-      if (res.body === null) return undefined;
+      if (res.body === null) return { items: null, etag: res.etag };
       if (!Array.isArray(res.body)) throw new AgentError(`Caddy admin API: ${path} is not an array`);
       return { items: res.body, etag: res.etag };
     }

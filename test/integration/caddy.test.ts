@@ -284,3 +284,26 @@ describe("Caddy driver when the server does not exist yet", () => {
     expect(await d.reachable()).toBe(false);
   });
 });
+
+describe("Caddy driver when the server exists without routes", () => {
+  let admin: number;
+  let port: number;
+  let noRoutes: { child: Child } | undefined;
+
+  beforeAll(async () => {
+    admin = await freePort();
+    port = await freePort();
+    // A server with a listen address and nothing else, as a minimal JSON config has it: GET …/routes answers null.
+    noRoutes = await startCaddy({ admin: { listen: `127.0.0.1:${admin}` }, apps: { http: { servers: { srv0: { listen: [`127.0.0.1:${port}`], automatic_https: { disable: true } } } } } }, admin);
+  }, 30_000);
+  afterAll(() => stopCaddy(noRoutes));
+
+  test("apply adds the routes to that server and keeps its listen address", async () => {
+    const d = new CaddyDriver({ adminUrl: `http://127.0.0.1:${admin}` });
+    expect(await d.observe()).toEqual({ routes: [], certificates: [] });
+    const routes: Route[] = [{ id: "r1", domain: "app.test", upstreams: [upstreamA], serviceId: "svc-1" }];
+    await d.apply(routes, []);
+    expect((await d.observe()).routes).toEqual(routes);
+    expect((await get("app.test", port)).body).toBe("backend-a service=svc-1");
+  });
+});
