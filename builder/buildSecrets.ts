@@ -5,7 +5,7 @@ import { registerSecret } from "../lib/redact.ts";
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
- * Validates build secret names (they become environment variable names and `--secret id=K,env=K`
+ * Validates build secret names (they become environment variable names and `--secret id=K,env=…`
  * arguments, so a comma or `=` would change the argument's meaning) and registers every value
  * for redaction.
  */
@@ -27,4 +27,18 @@ export function secretsHash(secrets: Record<string, string>): string | undefined
   const hash = createHash("sha256");
   for (const name of names) hash.update(`${name}=${secrets[name]}\n`);
   return hash.digest("hex");
+}
+
+/**
+ * The environment variable that carries secret `name` to buildctl or podman (`--secret
+ * id=NAME,env=…`). Never `NAME` itself: a secret named PATH, LD_PRELOAD, CONTAINERS_CONF or
+ * HTTPS_PROXY would otherwise change how the build tool, running as root on the host, behaves.
+ */
+export function secretEnvName(name: string): string {
+  return `TECHULUS_BUILD_SECRET_${name}`;
+}
+
+/** The secret values keyed by secretEnvName, for the build tool's environment. */
+export function secretEnv(secrets: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(secrets).map(([name, value]) => [secretEnvName(name), value]));
 }

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { errorMessage } from "../../lib/errors.ts";
 import { BuildStepError } from "../buildErrors.ts";
-import { secretsHash } from "../buildSecrets.ts";
+import { secretEnv, secretEnvName, secretsHash } from "../buildSecrets.ts";
 import { repositoryName } from "../imageRef.ts";
 import { RAILPACK_PLAN_FILE } from "../plan/planBuild.ts";
 import { checkDigest, type BuildDriver, type BuildRequest } from "./BuildDriver.ts";
@@ -12,7 +12,7 @@ export const DEFAULT_BUILDKIT_HOST = "tcp://127.0.0.1:1234";
 
 export interface BuildKitInvocation {
   args: string[];
-  /** Added to the inherited environment: the secret values, nothing else. */
+  /** Added to the inherited environment: the secret values (see secretEnvName), nothing else. */
   env: Record<string, string>;
   metadataFile: string;
 }
@@ -36,7 +36,7 @@ export function buildctlInvocation(request: Omit<BuildRequest, "log" | "onPushin
   args.push("--opt", `build-arg:cache-key=${request.cacheKey}`);
   const hash = secretsHash(secrets);
   if (hash) args.push("--opt", `build-arg:secrets-hash=${hash}`);
-  for (const name of Object.keys(secrets).sort()) args.push("--secret", `id=${name},env=${name}`);
+  for (const name of Object.keys(secrets).sort()) args.push("--secret", `id=${name},env=${secretEnvName(name)}`);
   const insecure = request.insecure ? ",registry.insecure=true" : "";
   args.push("--output", `type=image,name=${image.full},push=true${insecure}`);
   if (request.registryCache) {
@@ -45,7 +45,7 @@ export function buildctlInvocation(request: Omit<BuildRequest, "log" | "onPushin
     args.push("--export-cache", `type=registry,ref=${cacheRef},mode=max${insecure}`);
   }
   args.push("--metadata-file", metadataFile);
-  return { args, env: { ...secrets }, metadataFile };
+  return { args, env: secretEnv(secrets), metadataFile };
 }
 
 /** Builds with a BuildKit daemon through `buildctl` (build and push are one command). */

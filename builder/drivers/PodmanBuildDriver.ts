@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { errorMessage } from "../../lib/errors.ts";
 import { BuildStepError } from "../buildErrors.ts";
-import { secretsHash } from "../buildSecrets.ts";
+import { secretEnv, secretEnvName, secretsHash } from "../buildSecrets.ts";
 import type { ImageRef } from "../imageRef.ts";
 import { checkDigest, type BuildDriver, type BuildRequest } from "./BuildDriver.ts";
 import { registryDigest } from "./registryDigest.ts";
@@ -19,7 +19,7 @@ export function podmanBuildArgs(request: Pick<BuildRequest, "plan" | "image" | "
   // --force-rm: a failed or cancelled step still removes its working container.
   const args = ["build", "--force-rm", "--layers", "--file", join(plan.dockerfileDir, plan.dockerfileName), "--tag", request.image.full];
   for (const name of Object.keys(request.secrets).sort()) {
-    args.push("--secret", secretFiles?.[name] ? `id=${name},src=${secretFiles[name]}` : `id=${name},env=${name}`);
+    args.push("--secret", secretFiles?.[name] ? `id=${name},src=${secretFiles[name]}` : `id=${name},env=${secretEnvName(name)}`);
   }
   const hash = secretsHash(request.secrets);
   if (hash && /^\s*ARG\s+secrets-hash\b/im.test(dockerfileText)) args.push("--build-arg", `secrets-hash=${hash}`);
@@ -58,7 +58,7 @@ export class PodmanBuildDriver implements BuildDriver {
     try {
       built = await runTool(podman, podmanBuildArgs(request, dockerfileText, secretFiles), {
         cwd: request.plan.contextDir,
-        env: secretFiles ? {} : { ...request.secrets },
+        env: secretFiles ? {} : secretEnv(request.secrets),
         signal: request.signal,
         timeoutMs: request.timeoutMs,
         onLine: request.log,

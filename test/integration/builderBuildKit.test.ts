@@ -107,11 +107,12 @@ describe("BuildKit driver (buildctl stand-in)", () => {
       "--frontend", "dockerfile.v0", "--local", `context=${src}`, "--local", `dockerfile=${src}`, "--opt", "filename=Dockerfile",
       "--opt", "build-arg:cache-key=svc-42",
       "--opt", `build-arg:secrets-hash=${secretsHash({ NPM_TOKEN: SECRET_VALUE })}`,
-      "--secret", "id=NPM_TOKEN,env=NPM_TOKEN",
+      "--secret", "id=NPM_TOKEN,env=TECHULUS_BUILD_SECRET_NPM_TOKEN",
       "--output", "type=image,name=127.0.0.1:5000/acme/api:v1,push=true,registry.insecure=true",
       "--metadata-file", join(workDir, "buildctl-metadata.json"),
     ]);
-    expect(call.env.NPM_TOKEN).toBe(SECRET_VALUE);
+    expect(call.env.TECHULUS_BUILD_SECRET_NPM_TOKEN).toBe(SECRET_VALUE);
+    expect(call.env.NPM_TOKEN).toBeUndefined();
     expect(JSON.stringify(call.argv)).not.toContain(SECRET_VALUE);
     expect(call.cwd).toBe(src);
     const metadata = JSON.parse(readFileSync(join(workDir, "buildctl-metadata.json"), "utf8"));
@@ -123,6 +124,20 @@ describe("BuildKit driver (buildctl stand-in)", () => {
     expect(terminal.lines).toContain("#5 pushing layers 0.1s done");
     // The driver was chosen because the daemon answered `debug workers` at the configured address.
     expect(calls("buildctl").some((c) => c.argv.join(" ") === `--addr ${ADDR} debug workers`)).toBe(true);
+  });
+
+  test("secrets named like variables buildctl itself reads (PATH, LD_PRELOAD) reach the build, not buildctl's own environment", async () => {
+    const src = source({ "Dockerfile": "FROM scratch\n" });
+    const secrets = { PATH: "/nonexistent-bin", LD_PRELOAD: `/nonexistent/${SECRET_VALUE}.so` };
+    const { result } = await build({ src, secrets });
+    if ("err" in result) throw result.err;
+    const call = calls("buildctl").find((c) => c.argv.includes("build"))!;
+    expect(call.env.PATH).toBe(process.env.PATH!);
+    expect(call.env.LD_PRELOAD).toBeUndefined();
+    // Each secret is still mounted by its name, its value read from the variable --secret names.
+    const mounts = call.argv.filter((_, i) => call.argv[i - 1] === "--secret").map((s) => Object.fromEntries(s.split(",").map((f) => f.split("="))));
+    expect(mounts.map((m) => m.id).sort()).toEqual(["LD_PRELOAD", "PATH"]);
+    for (const m of mounts) expect(call.env[m.env]).toBe(secrets[m.id as keyof typeof secrets]);
   });
 
   test("a registry not configured as insecure is pushed to with TLS verification", async () => {
@@ -198,8 +213,8 @@ describe("Railpack plans (railpack stand-in)", () => {
       "--opt", "build-arg:cache-key=svc-42",
     ]);
     expect(call.argv).toContain(`build-arg:secrets-hash=${secretsHash({ NPM_TOKEN: SECRET_VALUE })}`);
-    expect(call.argv).toContain("id=NPM_TOKEN,env=NPM_TOKEN");
-    expect(call.env.NPM_TOKEN).toBe(SECRET_VALUE);
+    expect(call.argv).toContain("id=NPM_TOKEN,env=TECHULUS_BUILD_SECRET_NPM_TOKEN");
+    expect(call.env.TECHULUS_BUILD_SECRET_NPM_TOKEN).toBe(SECRET_VALUE);
     for (const c of [...railpack, call]) expect(JSON.stringify(c.argv)).not.toContain(SECRET_VALUE);
   });
 

@@ -50,8 +50,9 @@ beforeAll(async () => {
     "",
   ].join("\n");
   shas = git.createRepo("acme/app", [{ "Dockerfile": dockerfile, "app.txt": "version one\n" }, { "app.txt": "version two\n" }]);
+  git.createRepo("acme/pathsecret", [{ "Dockerfile": `FROM ${BASE}\nRUN --mount=type=secret,id=PATH busybox cat /run/secrets/PATH > /path.txt\nCMD ["cat", "/path.txt"]\n` }]);
   git.createRepo("acme/broken", [{ "Dockerfile": `FROM ${BASE}\nRUN echo compiling && exit 3\n` }]);
-  github.install("acme", ["acme/app", "acme/broken", "acme/slow"]);
+  github.install("acme", ["acme/app", "acme/pathsecret", "acme/broken", "acme/slow"]);
   const d = tempDir("builder-podman-");
   dirs.push(d);
   keyFile = join(d.path, "app.pem");
@@ -148,6 +149,12 @@ describe("podman builds from a private GitHub repository", () => {
     const runStep = second.terminal.lines.findIndex((l) => l.startsWith("STEP 3/5: RUN"));
     expect(runStep).toBeGreaterThan(0);
     expect(second.terminal.lines[runStep + 1]).not.toStartWith("--> Using cache");
+  }, 120_000);
+
+  test("a secret named PATH reaches the RUN step and leaves podman's own PATH alone", async () => {
+    const { result } = await ciBuild(request({ repo: "acme/pathsecret", image: `${registry.host}/${prefix}/pathsecret:v1`, secretNames: ["PATH"], env: { PATH: `/nonexistent-${prefix}` } }));
+    if ("err" in result) throw result.err;
+    expect((await pullAndRun(result.reference)).trim()).toBe(`/nonexistent-${prefix}`);
   }, 120_000);
 
   test("a log endpoint that is down neither blocks nor fails the build; the lost lines are counted", async () => {

@@ -124,11 +124,11 @@ describe("buildctl command line", () => {
       "--frontend", "dockerfile.v0", "--local", "context=/b/src", "--local", "dockerfile=/b/src/docker", "--opt", "filename=app.Dockerfile",
       "--opt", "build-arg:cache-key=svc-1",
       "--opt", `build-arg:secrets-hash=${hash}`,
-      "--secret", "id=API_KEY,env=API_KEY", "--secret", "id=NPM_TOKEN,env=NPM_TOKEN",
+      "--secret", "id=API_KEY,env=TECHULUS_BUILD_SECRET_API_KEY", "--secret", "id=NPM_TOKEN,env=TECHULUS_BUILD_SECRET_NPM_TOKEN",
       "--output", "type=image,name=127.0.0.1:5000/acme/api:v1,push=true,registry.insecure=true",
       "--metadata-file", "/b/buildctl-metadata.json",
     ]);
-    expect(inv.env).toEqual({ NPM_TOKEN: "tok-1", API_KEY: "k-2" });
+    expect(inv.env).toEqual({ TECHULUS_BUILD_SECRET_NPM_TOKEN: "tok-1", TECHULUS_BUILD_SECRET_API_KEY: "k-2" });
     expect(inv.args.join(" ")).not.toContain("tok-1");
   });
 
@@ -156,7 +156,7 @@ describe("buildctl command line", () => {
 describe("podman command lines", () => {
   test("build: force-rm, secrets by name, secrets-hash only when the Dockerfile declares it", () => {
     const args = podmanBuildArgs({ plan: dockerPlan, image, secrets: { TOKEN: "v" } });
-    expect(args).toEqual(["build", "--force-rm", "--layers", "--file", "/b/src/docker/app.Dockerfile", "--tag", "127.0.0.1:5000/acme/api:v1", "--secret", "id=TOKEN,env=TOKEN", "/b/src"]);
+    expect(args).toEqual(["build", "--force-rm", "--layers", "--file", "/b/src/docker/app.Dockerfile", "--tag", "127.0.0.1:5000/acme/api:v1", "--secret", "id=TOKEN,env=TECHULUS_BUILD_SECRET_TOKEN", "/b/src"]);
     const withArg = podmanBuildArgs({ plan: dockerPlan, image, secrets: { TOKEN: "v" } }, "FROM x\nARG secrets-hash\nRUN true\n");
     expect(withArg).toContain(`secrets-hash=${secretsHash({ TOKEN: "v" })}`);
     expect(() => podmanBuildArgs({ plan: railpackPlan, image, secrets: {} })).toThrow(/only build Dockerfiles/);
@@ -165,7 +165,7 @@ describe("podman command lines", () => {
   test("remote podman: secrets as files (it passes no env= secret into RUN steps)", () => {
     const args = podmanBuildArgs({ plan: dockerPlan, image, secrets: { TOKEN: "v" } }, "", { TOKEN: "/b/secrets/TOKEN" });
     expect(args).toContain("id=TOKEN,src=/b/secrets/TOKEN");
-    expect(args.join(" ")).not.toContain("env=TOKEN");
+    expect(args.join(" ")).not.toContain("env=");
     expect(podmanIsRemote({ CONTAINER_HOST: "unix:///run/podman.sock" })).toBe(true);
     expect(podmanIsRemote({ CONTAINER_CONNECTION: "prod" })).toBe(true);
     expect(podmanIsRemote({})).toBe(false);
