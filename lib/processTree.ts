@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { relative, isAbsolute, resolve } from "node:path";
 
 interface ProcStat {
   pid: number;
@@ -104,4 +105,26 @@ export async function killProcessTree(root: number, options: { graceMs?: number 
   for (const pid of known) for (const d of descendants(pid)) known.add(d.pid);
   for (const pid of known) if (alive(pid)) signal(pid, "SIGKILL");
   await waitGone([...known], 2000);
+}
+
+/**
+ * Stops every process working in `dir` or below it, with its children (killProcessTree): what a
+ * step left behind that is no longer in the tree of the process it was started from (git's
+ * remote helpers survive the SIGINT that stops git itself, re-parented to init).
+ */
+export async function killProcessesWorkingIn(dir: string, options: { graceMs?: number } = {}): Promise<void> {
+  const root = resolve(dir);
+  const inside = allProcesses().filter((p) => {
+    if (p.pid === process.pid) return false;
+    let cwd: string;
+    try {
+      cwd = readlinkSync(`/proc/${p.pid}/cwd`);
+    } catch {
+      return false;
+    }
+    const rel = relative(root, cwd);
+    return !rel.startsWith("..") && !isAbsolute(rel);
+  });
+  const pids = new Set(inside.map((p) => p.pid));
+  await Promise.all(inside.filter((p) => !pids.has(p.ppid)).map((p) => killProcessTree(p.pid, options)));
 }

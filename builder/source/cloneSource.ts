@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { GitPluginError, simpleGit, type SimpleGit } from "simple-git";
 import { errorMessage } from "../../lib/errors.ts";
+import { killProcessesWorkingIn } from "../../lib/processTree.ts";
 import { redact, registerSecret } from "../../lib/redact.ts";
 import { BuildCancelledError, BuildStepError } from "../buildErrors.ts";
 import { gitAuthEnv, type GitRef, type GitRemote } from "./gitRemote.ts";
@@ -29,10 +30,20 @@ const AMBIENT_GIT_ENV = ["GIT_SSL_CAINFO", "GIT_SSL_CAPATH"];
  * when it is not the tip). Credentials travel in the child's environment only (gitAuthEnv).
  */
 export async function cloneSource(options: CloneOptions): Promise<CloneResult> {
+  if (options.signal.aborted) throw new BuildCancelledError();
+  registerSecret(options.remote.password);
+  mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+  try {
+    return await checkout(options);
+  } catch (err) {
+    // A cancelled or timed-out git leaves its remote helpers running, still fetching.
+    await killProcessesWorkingIn(options.dir);
+    throw err;
+  }
+}
+
+async function checkout(options: CloneOptions): Promise<CloneResult> {
   const { remote, ref, dir, log, signal } = options;
-  if (signal.aborted) throw new BuildCancelledError();
-  registerSecret(remote.password);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const authEnv = gitAuthEnv(remote.url, remote);
   const git = simpleGit({
     baseDir: dir,

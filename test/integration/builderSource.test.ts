@@ -63,6 +63,19 @@ function tokens(): GitHubAppTokens {
 
 const never = new AbortController().signal;
 
+function processesMentioning(text: string): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+      if (cmdline.includes(text)) out.push(`${pid} ${cmdline}`);
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
 describe("GitHub App installation tokens", () => {
   test("a token is minted with a verified app JWT, the installation looked up from the repository", async () => {
     const before = github.requests.length;
@@ -203,6 +216,25 @@ describe("cloning", () => {
     aborter.abort();
     const err = await clone({ branch: "main" }, remote, aborter.signal).catch((e) => e);
     expect(err).toBeInstanceOf(BuildCancelledError);
+  });
+
+  test("a clone cancelled while git waits on the server leaves no git process behind", async () => {
+    // git's remote helpers outlive the SIGINT simple-git sends to git itself; they would keep
+    // downloading (with the token in their environment) into a folder about to be removed.
+    const tag = `hang-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    let asked = 0;
+    const hanging = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (asked++, new Promise<Response>(() => {})) });
+    try {
+      const aborter = new AbortController();
+      const cloning = clone({ branch: "main" }, { url: `http://127.0.0.1:${hanging.port}/${tag}/app.git` }, aborter.signal).catch((e) => e);
+      for (let i = 0; asked === 0 && i < 200; i++) await Bun.sleep(50);
+      expect(asked).toBeGreaterThan(0);
+      aborter.abort();
+      expect(await cloning).toBeInstanceOf(BuildCancelledError);
+      expect(processesMentioning(tag)).toEqual([]);
+    } finally {
+      await hanging.stop(true);
+    }
   });
 
   test("an unreachable server is named as such", async () => {
