@@ -16,6 +16,8 @@ const log = logger("wireguard");
 export const WG_ROUTE_PROTOCOL = 84;
 const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const COMMAND_TIMEOUT_MS = 15_000;
+/** Route types `ip route` prints before the destination. */
+const ROUTE_TYPES = new Set(["unicast", "unreachable", "blackhole", "prohibit", "throw", "local", "broadcast", "multicast", "anycast", "nat"]);
 
 export type WireGuardImplementation = "auto" | "kernel" | "wireguard-go";
 
@@ -134,14 +136,24 @@ export class WgDriver implements WireGuardDriver {
     if (!present.includes(this.address)) await this.cmd("ip", ["address", "add", this.address, "dev", this.interfaceName]);
   }
 
-  /** A route per allowed IP outside the interface's own network; routes of peers that are gone are removed. */
+  /**
+   * A route per allowed IP outside the interface's own network; routes of peers that are gone are
+   * removed. A prefix this node already routes through another link (its container bridge, its
+   * LAN) is left there: `ip route replace` would move it onto the tunnel and cut the node off.
+   */
   private async syncRoutes(peers: readonly Peer[]): Promise<void> {
+    const elsewhere = new Map((await this.routeTable([])).filter((r) => r.dev !== this.interfaceName).map((r) => [r.cidr, r.dev ?? "a route without a device"]));
     const wanted = new Set<string>();
     for (const peer of peers) {
       for (const cidr of peer.allowedIps) {
         if (cidrCoveredBy(cidr, this.address)) continue;
         if (cidr.endsWith("/0")) {
           log.warn(`not routing ${cidr} of peer ${peer.publicKey} through ${this.interfaceName}: it would replace the default route`);
+          continue;
+        }
+        const other = elsewhere.get(cidr);
+        if (other !== undefined) {
+          log.warn(`not routing ${cidr} of peer ${peer.publicKey} through ${this.interfaceName}: this node already routes it through ${other}`);
           continue;
         }
         wanted.add(cidr);
@@ -158,17 +170,23 @@ export class WgDriver implements WireGuardDriver {
 
   /** The routes this agent added on the interface (recognised by their protocol number). */
   async managedRoutes(): Promise<string[]> {
-    const routes: string[] = [];
+    const routes = await this.routeTable(["dev", this.interfaceName, "proto", String(WG_ROUTE_PROTOCOL)]);
+    return routes.map((r) => r.cidr).sort();
+  }
+
+  /** IPv4 and IPv6 routes of the main table matching `filter`, as CIDRs with their device (absent when the filter names it). */
+  private async routeTable(filter: string[]): Promise<Array<{ cidr: string; dev?: string }>> {
+    const routes: Array<{ cidr: string; dev?: string }> = [];
     for (const family of ["-4", "-6"]) {
-      const res = await this.cmd("ip", [family, "-o", "route", "show", "dev", this.interfaceName, "proto", String(WG_ROUTE_PROTOCOL)], {
-        allowFailure: true,
-      });
+      const res = await this.cmd("ip", [family, "-o", "route", "show", ...filter], { allowFailure: true });
       for (const line of res.stdout.split("\n")) {
-        const dest = line.trim().split(/\s+/)[0];
-        if (dest) routes.push(dest.includes("/") ? dest : `${dest}/${family === "-4" ? 32 : 128}`);
+        const fields = line.trim().split(/\s+/);
+        const dest = ROUTE_TYPES.has(fields[0]!) ? fields[1] : fields[0];
+        if (!dest || dest === "default") continue;
+        routes.push({ cidr: dest.includes("/") ? dest : `${dest}/${family === "-4" ? 32 : 128}`, dev: /\bdev (\S+)/.exec(line)?.[1] });
       }
     }
-    return routes.sort();
+    return routes;
   }
 
   private readPrivateKey(): string {

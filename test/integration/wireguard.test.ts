@@ -164,6 +164,25 @@ describe("WireGuard driver on wireguard-go in two network namespaces", () => {
     expect(await driver("a").observe()).toEqual([noEndpoint]);
   });
 
+  test("an allowed IP this node already routes through another link (its own container subnet) keeps that route", async () => {
+    // Node A's container bridge: 10.200.1.0/24 on a link of its own. A peer list that (by mistake) gives
+    // that subnet to another peer must not move the route onto the tunnel and cut A off from its containers.
+    // (A veth pair stands in for the bridge: this kernel has no dummy links.)
+    const bridge = `${tag}br`;
+    await inNs(nsA, ["ip", "link", "add", bridge, "type", "veth", "peer", "name", `${tag}bp`]);
+    try {
+      await inNs(nsA, ["ip", "address", "add", "10.200.1.1/24", "dev", bridge]);
+      for (const link of [bridge, `${tag}bp`]) await inNs(nsA, ["ip", "link", "set", link, "up"]);
+      expect((await inNs(nsA, ["ip", "-o", "route", "show", "10.200.1.0/24"])).stdout).toContain(`dev ${bridge}`);
+      const strayKey = wireGuardPublicKey(generateWireGuardPrivateKey());
+      await driver("a").apply([peerB("10.254.0.2:51821"), { publicKey: strayKey, allowedIps: ["10.200.1.0/24", "10.200.3.0/24"] }]);
+      expect((await inNs(nsA, ["ip", "-o", "route", "show", "10.200.1.0/24"])).stdout).toContain(`dev ${bridge}`);
+      expect(await driver("a").managedRoutes()).toEqual(["10.200.2.0/24", "10.200.3.0/24"]);
+    } finally {
+      await inNs(nsA, ["ip", "link", "del", bridge]);
+    }
+  });
+
   test("invalid peers are refused before anything changes", async () => {
     await driver("a").apply([peerB("10.254.0.2:51821")]);
     const before = await driver("a").observe();
