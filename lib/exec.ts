@@ -16,6 +16,11 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Do not throw on a non-zero exit; the caller inspects exitCode. */
   allowFailure?: boolean;
+  /**
+   * Keep stdout/stderr in the result (default). `false` for long-running tools read through
+   * `onLine` only: a buffered process is killed once its output passes 100 MB.
+   */
+  buffer?: boolean;
 }
 
 export interface ExecResult {
@@ -68,6 +73,7 @@ export function spawn(file: string, args: readonly string[], options: ExecOption
     timeout: options.timeoutMs,
     cancelSignal: options.signal,
     reject: true,
+    buffer: options.buffer ?? true,
     stripFinalNewline: true,
     forceKillAfterDelay: 5000,
     detached: false,

@@ -30,6 +30,8 @@ export async function runTool(file: string, args: readonly string[], options: To
   const child = spawn(file, args, {
     cwd: options.cwd,
     env: options.env,
+    // Only onLine reads the output; a build may print far more than fits a buffer.
+    buffer: false,
     onLine: (raw) => {
       // Progress bars redraw with \r; each redraw is a line of its own.
       for (const part of raw.split("\r")) {

@@ -11,6 +11,7 @@ import { BuildCancelledError, BuildStepError } from "../../builder/buildErrors.t
 import { BuildLog } from "../../builder/BuildLog.ts";
 import { secretsHash } from "../../builder/buildSecrets.ts";
 import { DEFAULT_BUILDER_OPTIONS, type BuilderOptions } from "../../builder/builderOptions.ts";
+import { runTool } from "../../builder/drivers/runTool.ts";
 import { selectDriver } from "../../builder/drivers/selectDriver.ts";
 import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
 import { runBuild, type BuildJob } from "../../builder/runBuild.ts";
@@ -293,6 +294,20 @@ describe("Railpack plans (railpack stand-in)", () => {
     expect((result as { err: Error }).err.message).toBe("the Dockerfile docker/Dockerfile.prod does not exist in the source");
     expect(calls("railpack")).toEqual([]);
   });
+});
+
+describe("build tool output", () => {
+  test("a tool that prints more than 100 MB is streamed to its end, not killed for it", async () => {
+    let lines = 0;
+    const result = await runTool("sh", ["-c", "head -c 110000000 /dev/zero | tr '\\0' x | fold -w 1000; echo; echo done"], {
+      onLine: () => lines++,
+      signal: new AbortController().signal,
+      timeoutMs: 120_000,
+    });
+    expect(result.exitCode).toBe(0);
+    expect(lines).toBe(110_001);
+    expect(result.tail.at(-1)).toBe("done");
+  }, 120_000);
 });
 
 describe("driver selection", () => {
