@@ -1,9 +1,10 @@
-import { existsSync, readFileSync, statfsSync } from "node:fs";
+import { existsSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import { run } from "../exec.ts";
 import { writeFileAtomic } from "../fs/atomicWrite.ts";
 import { pingPodmanSocket, podmanSocketCandidates } from "../podman/PodmanSocket.ts";
+import { DEFAULT_TRAEFIK_DYNAMIC_DIR } from "../proxy/TraefikDriver.ts";
 import { resultOf, type Check, type CheckResult, type Fix } from "./Check.ts";
 import { confString, confStringList, parseContainersConf, parseProcLimits, parseUlimit, setConfValue, tomlStringArray } from "./containersConf.ts";
 import type { DoctorContext } from "./DoctorContext.ts";
@@ -193,6 +194,10 @@ function toolCheck(spec: ToolSpec): HostCheck {
   };
 }
 
+function isDirectory(path: string): boolean {
+  return existsSync(path) && statSync(path).isDirectory();
+}
+
 /** Whether the kernel can make WireGuard interfaces itself (module loaded, loadable or built in). */
 export function kernelHasWireGuard(ctx: DoctorContext): boolean {
   if (existsSync(ctx.paths.sysModuleWireguard)) return true;
@@ -239,6 +244,9 @@ export const toolChecks: HostCheck[] = [
     need: (ctx) => {
       if (!ctx.settings.proxy) return { skip: "not a proxy node" };
       if (ctx.settings.proxyDriver === "traefik") return { skip: "this proxy node uses Traefik" };
+      // As selectProxyDriver does: auto falls back to Traefik when its dynamic folder exists.
+      const traefikDir = ctx.settings.traefikDynamicDir ?? DEFAULT_TRAEFIK_DYNAMIC_DIR;
+      if (ctx.settings.proxyDriver !== "caddy" && isDirectory(traefikDir)) return { skip: `--proxy-driver auto can use Traefik (${traefikDir} exists)` };
       return { status: "fail", why: "this proxy node routes traffic through Caddy" };
     },
   }),

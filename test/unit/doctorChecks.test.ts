@@ -1,5 +1,5 @@
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SigningKey } from "../../lib/crypto/signingKey.ts";
@@ -277,12 +277,24 @@ describe("programs, disk and clock", () => {
   test("wireguard-go is not needed when the kernel has WireGuard; caddy only on Caddy proxy nodes", async () => {
     const dir = temp();
     const paths = hostFiles(dir, { modulesDep: "kernel/drivers/net/wireguard/wireguard.ko: kernel/lib/crypto/libchacha20poly1305.ko\n" });
-    const ctx = doctorContext(join(dir, "data"), { flags: { proxy: true }, paths, which: installed([]) });
+    const ctx = doctorContext(join(dir, "data"), { flags: { proxy: true, traefikDynamicDir: join(dir, "no-traefik") }, paths, which: installed([]) });
     expect((await runCheck(tool("wireguard-go"), ctx)).status).toBe("skip");
     expect((await runCheck(tool("caddy"), ctx)).status).toBe("fail");
     expect((await runCheck(tool("dnsmasq"), ctx)).status).toBe("skip");
     const traefik = doctorContext(join(dir, "data"), { flags: { proxy: true, proxyDriver: "traefik" }, paths, which: installed([]) });
     expect((await runCheck(tool("caddy"), traefik)).status).toBe("skip");
+  });
+
+  test("with --proxy-driver auto, a node without Caddy whose Traefik folder exists uses Traefik: caddy is not needed", async () => {
+    const dir = temp();
+    const dynamicDir = join(dir, "traefik-dynamic");
+    const flags = { proxy: true, traefikDynamicDir: dynamicDir };
+    const ctx = () => doctorContext(join(dir, "data"), { flags, paths: hostFiles(dir, {}), which: installed([]) });
+    expect((await runCheck(tool("caddy"), ctx())).status).toBe("fail");
+    mkdirSync(dynamicDir);
+    const traefik = await runCheck(tool("caddy"), ctx());
+    expect(traefik.status).toBe("skip");
+    expect(traefik.detail).toContain(dynamicDir);
   });
 
   test("disk space thresholds", () => {
