@@ -172,10 +172,11 @@ export class VictoriaLogsShipper implements LogShipper {
 
   /** Sends partial batches too until nothing is pending, the deadline passes or we are aborted. */
   private async sendPending(deadline: number): Promise<void> {
-    this.partialDue = true;
     while ((this.queue.length > 0 || this.running) && !this.aborter.signal.aborted) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) return;
+      // Each round: the sender clears it when it empties the buffer, and lines may come after.
+      this.partialDue = true;
       await raceTimeout(this.running ?? this.kick(), remaining);
     }
   }

@@ -141,6 +141,28 @@ describe("VictoriaLogsShipper", () => {
     expect(JSON.stringify(r.lines)).not.toContain(secret);
   });
 
+  test("a line pushed just as the sender finds the buffer empty is still sent by the flush in progress", async () => {
+    const r = await receiver();
+    const s = shipper({ endpoint: r.url, flushIntervalMs: 60_000, flushTimeoutMs: 2000 });
+    // The push lands between the sender's last look at the buffer and flush()'s next one (a
+    // container's log chunk arriving then). It used to leave flush() spinning on microtasks —
+    // the event loop stalled — until flushTimeoutMs, with the line unsent.
+    const internals = s as unknown as { drain: () => Promise<void> };
+    const drain = internals.drain.bind(s);
+    let late = true;
+    internals.drain = async () => {
+      await drain();
+      if (late) {
+        late = false;
+        s.push({ msg: "late", fields: {} });
+      }
+    };
+    s.push({ msg: "first", fields: {} });
+    await s.flush();
+    expect(r.lines.map((l) => l._msg)).toEqual(["first", "late"]);
+    expect(s.stats()).toMatchObject({ sent: 2, pending: 0 });
+  });
+
   test("a slow endpoint never blocks push(): 10k lines, counters add up, close() is bounded", async () => {
     const r = await receiver();
     r.delayMs = 3000;
