@@ -22,6 +22,9 @@ import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
 const prefix = uniquePrefix("p");
 const BASE = `localhost/${prefix}-base:1`;
 const SECRET = `poller-secret-${prefix}`;
+// The slow RUN step, recognised by its command line: a number of this run's own, so a concurrent
+// run of these tests (or of builderPodman's, 4000-4899 s) is never mistaken for it.
+const SLOW = `sleep ${5000 + Math.floor(Math.random() * 900)}`;
 const cp = new TestControlPlane();
 const github = new FakeGitHub();
 const git = new GitServer({ authorize: (token, repo) => github.tokenCovers(token, repo) });
@@ -43,7 +46,7 @@ beforeAll(async () => {
     { "app.txt": "second\n" },
   ]);
   git.createRepo("acme/broken", [{ "Dockerfile": `FROM ${BASE}\nRUN echo about to fail && exit 3\n` }]);
-  git.createRepo("acme/slow", [{ "Dockerfile": `FROM ${BASE}\nRUN sleep 4321\n` }]);
+  git.createRepo("acme/slow", [{ "Dockerfile": `FROM ${BASE}\nRUN ${SLOW}\n` }]);
   github.install("acme", ["acme/app", "acme/broken", "acme/slow"]);
   const d = tempDir("build-poller-");
   dirs.push(d);
@@ -168,10 +171,10 @@ describe("control-plane builds (agent run's build poller)", () => {
 
   test("a build cancelled mid-build stops: the RUN step is killed, nothing more is reported, the folder is removed", async () => {
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/slow"), imageUri: `${registry.host}/${prefix}/slow:1` });
-    await waitFor(() => processesWithCmdline("sleep 4321").length > 0, 60_000, "the slow RUN step to start");
+    await waitFor(() => processesWithCmdline(SLOW).length > 0, 60_000, "the slow RUN step to start");
     expect(build.history.map((h) => h.status)).toEqual(["cloning", "building"]);
     cp.cancelBuild(build.id);
-    await waitFor(() => processesWithCmdline("sleep 4321").length === 0, 20_000, "the RUN step to be killed");
+    await waitFor(() => processesWithCmdline(SLOW).length === 0, 20_000, "the RUN step to be killed");
     await waitFor(() => !existsSync(join(dataDir.buildsDir, build.id)), 20_000, "the build folder to be removed");
     expect(build.history.map((h) => h.status)).toEqual(["cloning", "building"]);
     expect(build.status).toBe("cancelled");
@@ -179,10 +182,10 @@ describe("control-plane builds (agent run's build poller)", () => {
 
   test("stopping the agent mid-build kills the build, reports it failed and cleans up", async () => {
     const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/slow"), imageUri: `${registry.host}/${prefix}/slow:2` });
-    await waitFor(() => processesWithCmdline("sleep 4321").length > 0, 60_000, "the slow RUN step to start");
+    await waitFor(() => processesWithCmdline(SLOW).length > 0, 60_000, "the slow RUN step to start");
     await poller!.stop();
     poller = undefined;
-    expect(processesWithCmdline("sleep 4321")).toEqual([]);
+    expect(processesWithCmdline(SLOW)).toEqual([]);
     expect(build.history.map((h) => h.status)).toEqual(["cloning", "building", "failed"]);
     expect(build.history.at(-1)!.error).toBe("build stopped: the agent is shutting down");
     expect(existsSync(join(dataDir.buildsDir, build.id))).toBe(false);
