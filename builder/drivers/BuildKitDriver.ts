@@ -6,7 +6,7 @@ import { secretEnv, secretEnvName, secretsHash } from "../buildSecrets.ts";
 import { repositoryName } from "../imageRef.ts";
 import { RAILPACK_PLAN_FILE } from "../plan/planBuild.ts";
 import { checkDigest, type BuildDriver, type BuildRequest } from "./BuildDriver.ts";
-import { runTool } from "./runTool.ts";
+import { failureSummary, runTool } from "./runTool.ts";
 
 export const DEFAULT_BUILDKIT_HOST = "tcp://127.0.0.1:1234";
 
@@ -87,6 +87,5 @@ export class BuildKitDriver implements BuildDriver {
 
 /** The lines that explain a failure: BuildKit's `error:` line first, else the last lines. */
 export function summarise(tail: string[]): string {
-  const error = [...tail].reverse().find((l) => /^error:|ERROR:/.test(l));
-  return error ?? tail.slice(-3).join(" | ");
+  return failureSummary(tail, /^error:|ERROR:/);
 }

@@ -6,7 +6,7 @@ import { secretEnv, secretEnvName, secretsHash } from "../buildSecrets.ts";
 import type { ImageRef } from "../imageRef.ts";
 import { checkDigest, type BuildDriver, type BuildRequest } from "./BuildDriver.ts";
 import { registryDigest } from "./registryDigest.ts";
-import { runTool } from "./runTool.ts";
+import { failureSummary, runTool } from "./runTool.ts";
 
 /**
  * `podman build` arguments (pure). Dockerfile plans only: Railpack plans need BuildKit. The
@@ -67,8 +67,7 @@ export class PodmanBuildDriver implements BuildDriver {
       if (secretFiles) rmSync(secretDir, { recursive: true, force: true });
     }
     if (built.exitCode !== 0) {
-      const error = [...built.tail].reverse().find((l) => /^Error:/.test(l)) ?? built.tail.slice(-3).join(" | ");
-      throw new BuildStepError("build", `podman build failed (exit code ${built.exitCode}): ${error}`);
+      throw new BuildStepError("build", `podman build failed (exit code ${built.exitCode}): ${failureSummary(built.tail, /^Error:/)}`);
     }
     request.onPushing();
     const digestFile = join(request.workDir, "pushed-digest");
@@ -78,8 +77,7 @@ export class PodmanBuildDriver implements BuildDriver {
       onLine: request.log,
     });
     if (pushed.exitCode !== 0) {
-      const error = [...pushed.tail].reverse().find((l) => /^Error:/.test(l)) ?? pushed.tail.slice(-3).join(" | ");
-      throw new BuildStepError("push", `podman push of ${request.image.full} failed (exit code ${pushed.exitCode}): ${error}`);
+      throw new BuildStepError("push", `podman push of ${request.image.full} failed (exit code ${pushed.exitCode}): ${failureSummary(pushed.tail, /^Error:/)}`);
     }
     try {
       if (existsSync(digestFile)) return { digest: checkDigest(readFileSync(digestFile, "utf8"), "podman's digest file") };

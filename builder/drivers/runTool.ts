@@ -70,3 +70,8 @@ export async function runTool(file: string, args: readonly string[], options: To
   if (stopped === "timeout") return { exitCode: exitCode === 0 ? -1 : exitCode, tail: [...tail, `${file} timed out after ${Math.round(options.timeoutMs / 1000)} s`] };
   return { exitCode, tail };
 }
+
+/** What explains a failure: the last line matching `errorLine`, else the last three lines. */
+export function failureSummary(tail: readonly string[], errorLine: RegExp): string {
+  return [...tail].reverse().find((l) => errorLine.test(l)) ?? tail.slice(-3).join(" | ");
+}
