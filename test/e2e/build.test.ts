@@ -9,7 +9,7 @@ import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ensureRegistered } from "../../lib/registration.ts";
 import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
 import { runAgentCli, tempDir } from "../support/agentBinary.ts";
-import { makeBaseImage, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
+import { makeBaseImage, removeImagesBuiltOn, removeImagesNamed, runText } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { cleanupPodman, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
@@ -153,10 +153,3 @@ describe("agent build --build-id (one control-plane build from a shell)", () => 
     expect(again.stderr).toContain(`build ${build.id} cannot be claimed`);
   }, 120_000);
 });
-
-async function runText(argv: string[]): Promise<string> {
-  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`${argv.join(" ")} failed: ${err}`);
-  return out;
-}

@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
 import { startAgentCli, tempDir } from "../support/agentBinary.ts";
-import { removeImagesNamed } from "../support/builds.ts";
+import { removeImagesNamed, runText } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
@@ -66,13 +66,12 @@ test("agent run claims a pending build and reports it through to completed", asy
       if (agent.proc.exitCode !== null) throw new Error(`agent exited ${agent.proc.exitCode}: ${agent.stderr()}`);
       return ["completed", "failed"].includes(build.history.at(-1)?.status ?? "");
     }, 120_000, "the build to finish");
-    await waitFor(() => ["completed", "failed"].includes(build.history.at(-1)?.status ?? ""), 120_000, "the build to finish");
     expect({ history: build.history, stderr: build.history.at(-1)?.status === "failed" ? agent.stderr() : "" }).toEqual({
       history: [{ status: "cloning" }, { status: "building" }, { status: "pushing" }, { status: "completed" }],
       stderr: "",
     });
     expect(build.claimedBy).toBe(serverId);
-    const inspected = await run(["skopeo", "inspect", "--tls-verify=false", `docker://${registry.host}/${prefix}/app:run`]);
+    const inspected = await runText(["skopeo", "inspect", "--tls-verify=false", `docker://${registry.host}/${prefix}/app:run`]);
     expect(JSON.parse(inspected).Digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     const out = await podman(["run", "--rm", "--tls-verify=false", `${registry.host}/${prefix}/app@${JSON.parse(inspected).Digest}`]);
     expect(out.trim().split("\n")).toEqual(["built by agent run", createHash("sha256").update("from-agent-run").digest("hex")]);
@@ -82,10 +81,3 @@ test("agent run claims a pending build and reports it through to completed", asy
     expect(await agent.stop()).toBe(0);
   }
 }, 180_000);
-
-async function run(argv: string[]): Promise<string> {
-  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`${argv.join(" ")} failed: ${err}`);
-  return out;
-}

@@ -16,7 +16,7 @@ import { parseImageRef } from "../../builder/imageRef.ts";
 import type { LogShipper } from "../../lib/logs/LogShipper.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { makeBaseImage, processesWithCmdline, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
+import { makeBaseImage, processesWithCmdline, removeImagesBuiltOn, removeImagesNamed, runText } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { cleanupPodman, freePort, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
@@ -109,7 +109,7 @@ describe("podman builds from a private GitHub repository", () => {
     expect(result.commitSha).toBe(shas[0]!);
     expect(result.builder).toBe("podman");
     expect(result.reference).toBe(`${registry.host}/${prefix}/app@${result.digest}`);
-    const inspected = JSON.parse(await run(["skopeo", "inspect", "--tls-verify=false", `docker://${registry.host}/${prefix}/app:v1`]));
+    const inspected = JSON.parse(await runText(["skopeo", "inspect", "--tls-verify=false", `docker://${registry.host}/${prefix}/app:v1`]));
     expect(inspected.Digest).toBe(result.digest);
     // What remote podman falls back to (it ignores --digestfile): the registry's own answer.
     expect(await registryDigest(parseImageRef(`${registry.host}/${prefix}/app:v1`), true)).toBe(result.digest);
@@ -192,7 +192,7 @@ describe("podman builds from a private GitHub repository", () => {
     const { result } = await running;
     expect((result as { err: unknown }).err).toBeInstanceOf(BuildCancelledError);
     expect(processesWithCmdline(`sleep ${seconds}`)).toEqual([]);
-    const containers = (JSON.parse((await run(["buildah", "containers", "--json"])) || "null") ?? []) as Array<{ imagename: string }>;
+    const containers = (JSON.parse((await runText(["buildah", "containers", "--json"])) || "null") ?? []) as Array<{ imagename: string }>;
     expect(containers.filter((c) => c.imagename === BASE)).toEqual([]);
   }, 120_000);
 
@@ -209,10 +209,3 @@ describe("podman builds from a private GitHub repository", () => {
     expect((result as { err: Error }).err.message).toBe(`commit ${missing} was not found in ${git.url}/acme/app.git`);
   }, 120_000);
 });
-
-async function run(argv: string[]): Promise<string> {
-  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`${argv.join(" ")} failed: ${err}`);
-  return out;
-}

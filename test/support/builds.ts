@@ -6,6 +6,7 @@
  *   removeImagesBuiltOn(base)      removes every image (tagged, untagged, intermediate) whose history starts FROM `base`
  *   removeImagesNamed(prefix)      removes images (also untagged ones, e.g. pulled by digest) whose repository contains `/<prefix>`
  *   processesWithCmdline(cmdline)  pids of live processes whose argv joined by spaces is exactly `cmdline`
+ *   runText(argv)                  runs a program (skopeo, buildah) and returns its stdout; throws with stderr on failure
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -105,5 +106,12 @@ export function processesWithCmdline(cmdline: string): number[] {
       // gone
     }
   }
+  return out;
+}
+
+export async function runText(argv: string[]): Promise<string> {
+  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`${argv.join(" ")} failed: ${err}`);
   return out;
 }
