@@ -49,8 +49,10 @@ export class Logger {
   private log(level: LogLevel, message: string, fields?: Record<string, unknown>): void {
     if (LEVELS[level] < LEVELS[globalLevel]) return;
     if (globalFormat === "json") {
+      // Redact the values before JSON escapes them: a secret with a line break (a PEM key) would no
+      // longer match once written as `\n`.
       const record = { time: new Date().toISOString(), level, component: this.component, msg: message, ...fields };
-      globalSink.write(redact(JSON.stringify(record)));
+      globalSink.write(redact(JSON.stringify(record, (_key, value: unknown) => (typeof value === "string" ? redact(value) : value))));
       return;
     }
     const suffix = fields && Object.keys(fields).length > 0 ? " " + formatFields(fields) : "";

@@ -88,11 +88,18 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
   }
   let proxy: ProxyDriver | undefined;
   if (settings.proxy) {
-    proxy = await selectProxyDriver({
-      driver: settings.proxyDriver ?? "auto",
-      caddyAdminUrl: settings.caddyAdminUrl,
-      traefikDynamicDir: settings.traefikDynamicDir,
-    });
+    try {
+      proxy = await selectProxyDriver({
+        driver: settings.proxyDriver ?? "auto",
+        caddyAdminUrl: settings.caddyAdminUrl,
+        traefikDynamicDir: settings.traefikDynamicDir,
+      });
+    } catch (err) {
+      // Nothing else will close what was opened above.
+      await runtime.close();
+      await podman.stop();
+      throw err;
+    }
     log.debug(`proxy node: routes go to ${proxy.name}`);
   }
   return {

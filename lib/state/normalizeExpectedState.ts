@@ -1,4 +1,5 @@
 import type { ExpectedStateWire } from "../controlplane/schemas.ts";
+import { InvalidInputError } from "../errors.ts";
 import { sortDnsRecords } from "./hash.ts";
 import { collectContainers } from "./normalizeContainers.ts";
 import { collectPeers } from "./normalizePeers.ts";
@@ -48,7 +49,13 @@ export function normalizeExpectedState(wire: ExpectedStateWire, options: Normali
 }
 
 /**
- * Names lower-cased, IPs valid IPv4. Records with the same name are merged (their IPs are united:
+ * Internal DNS answers for `*.internal` only: a record for any other name would redirect that
+ * name (a registry, an API) for every container of the node.
+ */
+const INTERNAL_SUFFIX = ".internal";
+
+/**
+ * Names lower-cased and under `.internal`, IPs valid IPv4. Records with the same name are merged (their IPs are united:
  * two records for one name would make DNS round-robin over both anyway); records left without
  * any IP are dropped, since no DNS server can serve a name with no address.
  */
@@ -56,7 +63,13 @@ function collectDnsRecords(wires: ReadonlyArray<{ name: string; ips: string[] }>
   const byName = new Map<string, Set<string>>();
   wires.forEach((wire, i) => {
     const where = `dns.records[${i}]`;
-    const name = problems.check(where, () => normalizeDomainName(wire.name));
+    const name = problems.check(where, () => {
+      const normalized = normalizeDomainName(wire.name);
+      if (!normalized.endsWith(INTERNAL_SUFFIX)) {
+        throw new InvalidInputError(`${JSON.stringify(wire.name)} is not an internal name (it must end in ${INTERNAL_SUFFIX})`);
+      }
+      return normalized;
+    });
     const ips = wire.ips.map((ip) => problems.check(where, () => parseIPv4Address(ip)));
     if (name === undefined) return;
     const set = byName.get(name) ?? new Set<string>();

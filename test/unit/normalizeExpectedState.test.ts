@@ -251,6 +251,8 @@ describe("DNS records", () => {
     ["*.internal", "10.0.0.1", 'dns.records[0]: "*.internal" is not a valid domain name'],
     ["api.internal", "10.0.0.999", 'dns.records[0]: "10.0.0.999" is not an IPv4 address'],
     ["api.internal", "fd00::1", 'dns.records[0]: "fd00::1" is not an IPv4 address'],
+    ["docker.io", "10.0.0.1", 'dns.records[0]: "docker.io" is not an internal name (it must end in .internal)'],
+    ["internal", "10.0.0.1", 'dns.records[0]: "internal" is not an internal name'],
   ])("rejects %s → %s", (name, ip, message) => {
     expect(rejection(state({ dns: { records: [{ name, ips: [ip] }] } })).message).toContain(message);
   });
