@@ -114,6 +114,7 @@ export async function killProcessTree(root: number, options: { graceMs?: number 
  */
 export async function killProcessesWorkingIn(dir: string, options: { graceMs?: number } = {}): Promise<void> {
   const root = resolve(dir);
+  if (root === "/") throw new Error("refusing to stop every process working under /");
   const inside = allProcesses().filter((p) => {
     if (p.pid === process.pid) return false;
     let cwd: string;
