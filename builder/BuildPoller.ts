@@ -7,7 +7,7 @@ import type { DataDir } from "../lib/datadir/DataDir.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { logger } from "../lib/logger.ts";
 import type { LogShipper } from "../lib/logs/LogShipper.ts";
-import { redact, registerSecret } from "../lib/redact.ts";
+import { redact, registerSecret, withSecretScope } from "../lib/redact.ts";
 import { abortableSleep } from "../lib/retry.ts";
 import { BuildCancelledError } from "./buildErrors.ts";
 import { BuildLog } from "./BuildLog.ts";
@@ -49,7 +49,12 @@ export interface ClaimedBuildOutcome {
  * at every status report and every few seconds in between, killing the build's process tree),
  * and always removes the build folder.
  */
-export async function runClaimedBuild(options: ClaimedBuildOptions): Promise<ClaimedBuildOutcome> {
+/** One claimed build; the secrets it registers (clone token, build secrets) are released after it. */
+export function runClaimedBuild(options: ClaimedBuildOptions): Promise<ClaimedBuildOutcome> {
+  return withSecretScope(() => runClaimedBuildInScope(options));
+}
+
+async function runClaimedBuildInScope(options: ClaimedBuildOptions): Promise<ClaimedBuildOutcome> {
   const { client, claim } = options;
   const build = claim.build;
   const short = build.id.slice(0, 8);
