@@ -71,7 +71,19 @@ export class WgDriver implements WireGuardDriver {
     return reconcileEndpoints(live, this.readConfiguredEndpoints());
   }
 
-  async apply(peers: Peer[]): Promise<void> {
+  /**
+   * Applies are serialised: the reconcile loop and an `update_wireguard` work item may apply at
+   * the same time, and two concurrent first applies would both try to create the interface.
+   */
+  apply(peers: Peer[]): Promise<void> {
+    const next = this.applying.then(() => this.applyNow(peers));
+    this.applying = next.catch(() => undefined);
+    return next;
+  }
+
+  private applying: Promise<void> = Promise.resolve();
+
+  private async applyNow(peers: Peer[]): Promise<void> {
     assertValidPeers(peers);
     const privateKey = this.readPrivateKey();
     await this.ensureInterface();

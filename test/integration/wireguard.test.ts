@@ -105,7 +105,9 @@ describe("WireGuard driver on wireguard-go in two network namespaces", () => {
   });
 
   test("peers applied by the driver carry a ping across the tunnel, and to a subnet behind the peer", async () => {
-    await driver("a").apply([peerB()]);
+    // The loop and an update_wireguard item may apply at once, both before the interface exists.
+    const a = driver("a");
+    await Promise.all([a.apply([peerB()]), a.apply([peerB()])]);
     await driver("b").apply([peerA]);
     expect(await driver("a").implementation()).toBe("wireguard-go");
     expect(await pingWorks(nsA, "10.100.2.1")).toBe(true);
