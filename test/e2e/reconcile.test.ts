@@ -286,7 +286,7 @@ describe("agent run against the test control plane (real Podman)", () => {
     const c = { ...expectedContainer({ n: 20 }, `${prefix}-runsvc`), ipAddress: `10.200.${sub}.20`, env: { SECRET: cp.encrypt("sealed-value") } };
     cp.setExpectedState(serverId, { containers: [c] });
     const agent = startAgentCli(
-      ["run", "--url", cp.url, "--token", token, "--data-dir", dataDir, "--network-name", `${prefix}-runnet`, "--dns-port", "0", "--poll-interval", "60", "--work-queue-interval", "60", "--build-poll-interval", "3600"],
+      ["run", "--url", cp.url, "--token", token, "--data-dir", dataDir, "--network-name", `${prefix}-runnet`, "--dns-port", "0", "--wireguard", "off", "--poll-interval", "60", "--work-queue-interval", "60", "--build-poll-interval", "3600"],
       { env: runWorld.env },
     );
     try {
