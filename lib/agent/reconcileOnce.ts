@@ -10,7 +10,7 @@ import { deployContext } from "../reconcile/deployContext.ts";
 import { loadStateFile, parseExpectedState } from "../reconcile/expectedStateSource.ts";
 import { observeActual } from "../reconcile/observeActual.ts";
 import { reconcilePass, type AppliedChange } from "../reconcile/reconcilePass.ts";
-import { containerStatuses, hostResources } from "../reconcile/statusReport.ts";
+import { sendStatusReport } from "../reconcile/statusReport.ts";
 import { planChanges } from "../state/planChanges.ts";
 import type { ActualState, Change, ExpectedState } from "../state/types.ts";
 import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
@@ -111,12 +111,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
         }
       }
       const report = async (actual: ActualState, withResources: boolean) => {
-        if (!client) return;
-        try {
-          await client.reportStatus({ ...(withResources ? { resources: hostResources(dataDir.root) } : {}), containers: containerStatuses(actual.containers) });
-        } catch (err) {
-          log.warn(`status report failed: ${errorMessage(err)}`);
-        }
+        if (client) await sendStatusReport(client, actual.containers, { dataDirRoot: dataDir.root, withResources });
       };
       const pass = await reconcilePass({
         expected,

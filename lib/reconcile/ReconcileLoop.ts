@@ -9,7 +9,7 @@ import type { ExpectedStateSource } from "./expectedStateSource.ts";
 import { FailureBackoff } from "./FailureBackoff.ts";
 import { observeActual } from "./observeActual.ts";
 import { reconcilePass, type PassResult } from "./reconcilePass.ts";
-import { containerStatuses, hostResources } from "./statusReport.ts";
+import { sendStatusReport } from "./statusReport.ts";
 
 const log = logger("loop");
 
@@ -130,17 +130,8 @@ export class ReconcileLoop {
   }
 
   private async report(actual: ActualState, withResources: boolean): Promise<void> {
-    const client = this.options.client;
-    if (!client) return;
-    try {
-      await client.reportStatus({
-        ...(withResources ? { resources: hostResources(this.options.dataDirRoot) } : {}),
-        ...(this.options.publicIp ? { publicIp: this.options.publicIp } : {}),
-        containers: containerStatuses(actual.containers),
-      });
-    } catch (err) {
-      log.warn(`status report failed: ${errorMessage(err)}`);
-    }
+    if (!this.options.client) return;
+    await sendStatusReport(this.options.client, actual.containers, { dataDirRoot: this.options.dataDirRoot, withResources, publicIp: this.options.publicIp });
   }
 
   private idleWait(): Promise<void> {
