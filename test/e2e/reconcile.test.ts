@@ -5,7 +5,8 @@ import { FileLock } from "../../lib/fs/fileLock.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
 import { runAgentCli, startAgentCli, tempDir } from "../support/agentBinary.ts";
 import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
-import { freePort, uniquePrefix, waitFor } from "../support/podman.ts";
+import { buildTestImage, freePort, podman as hostPodman, uniquePrefix, waitFor } from "../support/podman.ts";
+import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
 
 const WEB_IMAGE = "localhost/hello-web:test";
 const prefix = uniquePrefix("rc");
@@ -266,17 +267,45 @@ describe("agent run against the test control plane (real Podman)", () => {
   let serverId: string;
 
   let runWorld: IsolatedPodman;
+  let runSubnet: number;
+  const loggerImage = `localhost/${prefix}-logger:1`;
+  const logs = new TestVictoriaLogs();
   beforeAll(async () => {
-    await cp.start();
-    cp.nextSubnet = await freeSubnetId();
-    runWorld = await startIsolatedPodman({ images: [WEB_IMAGE], network: { subnetId: cp.nextSubnet, name: `${prefix}-runnet` } });
+    await Promise.all([cp.start(), logs.start()]);
+    runSubnet = cp.nextSubnet = await freeSubnetId();
+    await buildTestImage(loggerImage, ["sh", "-c", "echo hello-stdout; echo hello-stderr >&2; trap 'exit 0' TERM; sleep 100000 & wait"]);
+    runWorld = await startIsolatedPodman({ images: [WEB_IMAGE, loggerImage], network: { subnetId: runSubnet, name: `${prefix}-runnet` } });
   });
   afterAll(async () => {
     await runWorld.stop();
-    await cp.stop();
+    await hostPodman(["rmi", loggerImage], { allowFailure: true });
+    await Promise.all([cp.stop(), logs.stop()]);
+  });
+
+  test("ships the stdout and stderr of managed containers to VictoriaLogs with their fields", async () => {
+    cp.nextSubnet = runSubnet;
+    const token = cp.issueToken();
+    const server = cp.serverByToken(token)!;
+    const c = { ...expectedContainer({ n: 30, image: loggerImage }, `${prefix}-logsvc`), ipAddress: `10.200.${runSubnet}.30` };
+    cp.setExpectedState(server.id, { containers: [c] });
+    const agent = startAgentCli(
+      ["run", "--url", cp.url, "--token", token, "--data-dir", join(tmp.path, "logs-data"), "--network-name", `${prefix}-runnet`, "--dns-port", "0", "--wireguard", "off", "--logs-endpoint", logs.url, "--poll-interval", "1", "--work-queue-interval", "60", "--build-poll-interval", "3600"],
+      { env: runWorld.env },
+    );
+    try {
+      await logs.waitFor(() => ["hello-stdout", "hello-stderr"].every((m) => logs.lines.some((l) => l._msg === m)), 60_000);
+      const byMsg = (m: string) => logs.lines.find((l) => l._msg === m)!;
+      expect(byMsg("hello-stdout")).toMatchObject({ deployment_id: c.deploymentId, service_id: c.serviceId, stream: "stdout", log_type: "container" });
+      expect(byMsg("hello-stderr")).toMatchObject({ stream: "stderr", log_type: "container" });
+      expect(await agent.stop()).toBe(0);
+    } finally {
+      if (agent.proc.exitCode === null) await agent.stop("SIGKILL");
+      await runWorld.podman(["rm", "-f", "-t", "0", c.name], { allowFailure: true });
+    }
   });
 
   test("converges, restarts a container stopped from outside within seconds, keeps the node as it is while the control plane is down, and leaves containers running on SIGTERM", async () => {
+    cp.nextSubnet = runSubnet;
     const token = cp.issueToken();
     serverId = cp.serverByToken(token)!.id;
     const server = cp.servers.get(serverId)!;
