@@ -9,10 +9,10 @@ import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ensureRegistered } from "../../lib/registration.ts";
 import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
 import { runAgentCli, tempDir } from "../support/agentBinary.ts";
-import { makeBaseImage, removeImagesBuiltOn, removeImagesNamed, runText } from "../support/builds.ts";
+import { makeBaseImage, cleanupBuildRun, runText } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
-import { cleanupPodman, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
+import { podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
 
@@ -46,9 +46,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await removeImagesBuiltOn(BASE);
-  await removeImagesNamed(prefix);
-  await cleanupPodman(prefix);
+  await cleanupBuildRun(BASE, prefix);
   await registry?.stop();
   await Promise.all([github.stop(), git.stop(), logs.stop(), cp.stop()]);
   dirs.forEach((d) => d.cleanup());

@@ -12,10 +12,10 @@ import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { ensureRegistered, type Registered } from "../../lib/registration.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { makeBaseImage, processesWithCmdline, removeImagesBuiltOn, removeImagesNamed } from "../support/builds.ts";
+import { makeBaseImage, processesWithCmdline, cleanupBuildRun } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
-import { cleanupPodman, podman, startRegistry, TEST_IMAGE, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
+import { podman, startRegistry, TEST_IMAGE, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
 import { TestControlPlane, type BuildRecord } from "../support/TestControlPlane.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
 
@@ -64,9 +64,7 @@ afterAll(async () => {
   await poller?.stop();
   await shipper?.close();
   await registered?.client.close();
-  await removeImagesBuiltOn(BASE);
-  await removeImagesNamed(prefix);
-  await cleanupPodman(prefix);
+  await cleanupBuildRun(BASE, prefix);
   await registry?.stop();
   await Promise.all([cp.stop(), github.stop(), git.stop(), logs.stop()]);
   dirs.forEach((d) => d.cleanup());

@@ -16,10 +16,10 @@ import { parseImageRef } from "../../builder/imageRef.ts";
 import type { LogShipper } from "../../lib/logs/LogShipper.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { makeBaseImage, processesWithCmdline, removeImagesBuiltOn, removeImagesNamed, runText } from "../support/builds.ts";
+import { makeBaseImage, processesWithCmdline, cleanupBuildRun, runText } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
-import { cleanupPodman, freePort, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
+import { freePort, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
 
 const prefix = uniquePrefix("b");
@@ -60,9 +60,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await removeImagesBuiltOn(BASE);
-  await removeImagesNamed(prefix);
-  await cleanupPodman(prefix);
+  await cleanupBuildRun(BASE, prefix);
   await registry?.stop();
   await git.stop();
   await github.stop();

@@ -11,7 +11,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { podman, TEST_IMAGE } from "./podman.ts";
+import { cleanupPodman, podman, TEST_IMAGE } from "./podman.ts";
 
 /**
  * A base image for one run's builds. Not a tag of the shared test image: a tag shares that image's
@@ -114,4 +114,11 @@ export async function runText(argv: string[]): Promise<string> {
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) throw new Error(`${argv.join(" ")} failed: ${err}`);
   return out;
+}
+
+/** Everything a builder test run leaves in podman: images built on its base, images named after it, its containers. */
+export async function cleanupBuildRun(base: string, prefix: string): Promise<void> {
+  await removeImagesBuiltOn(base);
+  await removeImagesNamed(prefix);
+  await cleanupPodman(prefix);
 }
