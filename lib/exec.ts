@@ -32,7 +32,8 @@ export interface ExecResult {
 export class ExecError extends AgentError {
   constructor(
     readonly command: string,
-    readonly exitCode_: number | undefined,
+    /** The child process's exit code (exitCode is the agent's own, for the CLI). */
+    readonly childExitCode: number | undefined,
     readonly stderr: string,
     reason: string,
   ) {

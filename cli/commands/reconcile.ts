@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { reconcileOnce, type ReconcileOnceResult } from "../../lib/agent/reconcileOnce.ts";
 import { NODE_SETTING_KEYS } from "../../lib/agent/nodeDrivers.ts";
 import { UsageError } from "../../lib/errors.ts";
+import { describePlan } from "../../lib/state/planChanges.ts";
 import { printJson, printResult } from "../output.ts";
 import { addSettingOptions, settingsFor } from "../settingsOptions.ts";
 
@@ -46,13 +47,11 @@ export function reconcileCommand(): Command {
 }
 
 export function formatResult(r: ReconcileOnceResult): string {
-  const lines: string[] = [];
   if (r.dryRun) {
-    if (r.remaining.length === 0) return "nothing to do: this server matches the expected state";
-    lines.push(`plan (${r.remaining.length} change${r.remaining.length === 1 ? "" : "s"}, nothing applied):`);
-    r.remaining.forEach((c, i) => lines.push(`  ${i + 1}. ${c.description}`, `     why: ${c.reason}`));
-    return lines.join("\n");
+    const plan = describePlan(r.remaining);
+    return r.remaining.length === 0 ? plan : `${plan}\n(dry run: nothing applied)`;
   }
+  const lines: string[] = [];
   if (r.workQueue && r.workQueue.processed > 0) lines.push(`work queue: ${r.workQueue.completed} completed, ${r.workQueue.failed} failed`);
   if (r.workQueueError) lines.push(`work queue skipped: ${r.workQueueError}`);
   for (const a of r.applied) lines.push(`applied  ${a.description} (${a.reason}) [${a.durationMs} ms]`);

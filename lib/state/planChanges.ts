@@ -137,7 +137,7 @@ function plural(n: number, noun: string): string {
 }
 
 /** The plan as numbered text for `--dry-run`: each change with its reason. */
-export function describePlan(changes: readonly Change[]): string {
+export function describePlan(changes: ReadonlyArray<Pick<Change, "description" | "reason">>): string {
   if (changes.length === 0) return "No changes: the actual state matches the expected state.";
   const lines = [`${plural(changes.length, "change")} planned:`];
   const width = String(changes.length).length;

@@ -133,8 +133,9 @@ describe("agent reconcile --once --state (real Podman)", () => {
     expect(plan[1]!.description).toContain(`${prefix}-web4`);
     expect((await ours()).map((r) => `${r.Id} ${r.State}`).sort()).toEqual(before);
     const text = await runAgentCli(["reconcile", "--once", "--dry-run", "--state", state, "--data-dir", join(tmp.path, "data"), "--network-name", network, "--subnet-id", String(subnetId), "--dns-port", "0"], { env });
-    expect(text.stdout).toContain("plan (2 changes, nothing applied):");
-    expect(text.stdout).toContain("why: ");
+    expect(text.stdout).toContain("2 changes planned:");
+    expect(text.stdout).toContain("reason: ");
+    expect(text.stdout).toContain("(dry run: nothing applied)");
   });
 
   test("a deployment no longer expected goes running → stopped → removed; unlabelled containers are never touched", async () => {
