@@ -19,6 +19,13 @@ if [ "$(id -u)" -ne 0 ]; then
   say "must run as root (it installs packages and configures podman)"; exit 2
 fi
 
+# npm runs `npm ci` (which brings Bun). A fresh Debian 12 has no Node: then take Debian's own
+# nodejs and npm; a Node that is already installed (nodesource, nvm, ...) is left alone.
+if ! command -v npm >/dev/null 2>&1; then
+  say "npm not on PATH: adding Debian's nodejs and npm packages (for npm ci)"
+  PACKAGES+=(nodejs npm)
+fi
+
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
