@@ -5,6 +5,8 @@ export const ExitCode = {
   usage: 2,
   driftRemains: 3,
   locked: 4,
+  /** Stopped by SIGTERM/SIGINT before the work was done (what was in flight was finished first). */
+  interrupted: 5,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -1,4 +1,7 @@
+import { spawn as spawnChild } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { execa, type ResultPromise } from "execa";
+import { beforeImmediateExit } from "./shutdownSignals.ts";
 import { AgentError } from "./errors.ts";
 import { redact } from "./redact.ts";
 
@@ -16,6 +19,12 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Do not throw on a non-zero exit; the caller inspects exitCode. */
   allowFailure?: boolean;
+  /**
+   * Run it in a process group of its own: a signal sent to the agent's group (Ctrl-C, cron's
+   * `timeout`) then reaches only the agent, which stops the program its own way. A second signal
+   * still ends it with the agent (lib/shutdownSignals).
+   */
+  ownProcessGroup?: boolean;
   /**
    * Keep stdout/stderr in the result (default). `false` for long-running tools read through
    * `onLine` only: a buffered process is killed once its output passes 100 MB.
@@ -77,10 +86,21 @@ export function spawn(file: string, args: readonly string[], options: ExecOption
     buffer: options.buffer ?? true,
     stripFinalNewline: true,
     forceKillAfterDelay: 5000,
-    detached: false,
+    detached: options.ownProcessGroup === true,
     stdin: options.input === undefined ? "ignore" : "pipe",
   });
   if (options.onLine) attachLineReaders(child, options.onLine);
+  if (options.ownProcessGroup && child.pid !== undefined) {
+    const group = child.pid;
+    const off = beforeImmediateExit(() => {
+      try {
+        process.kill(-group, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    });
+    child.then(off, off);
+  }
   return child;
 }
 
@@ -101,6 +121,26 @@ function attachLineReaders(child: ResultPromise, onLine: (line: string, stream: 
       if (pending) onLine(pending, stream);
       pending = "";
     });
+  }
+}
+
+/**
+ * Starts a daemon that must outlive the agent: in its own session (a signal to the agent's process
+ * group never reaches it, and the agent's exit never kills it) with its output written to
+ * `logFile` (a pipe to the agent would break when the agent exits, and a Go program writing to a
+ * broken stderr dies of SIGPIPE). `onExit` is called if it ends while the agent still runs.
+ */
+export function startDetached(file: string, args: readonly string[], options: { logFile: string; onExit?: (description: string) => void }): number {
+  const fd = openSync(options.logFile, "w", 0o600);
+  try {
+    const child = spawnChild(file, [...args], { detached: true, stdio: ["ignore", fd, fd] });
+    if (child.pid === undefined) throw new ExecError(file, undefined, "", "could not be started (not found on PATH?)");
+    child.on("error", (err) => options.onExit?.(`could not be started: ${err.message}`));
+    child.on("exit", (code, signal) => options.onExit?.(signal ? `was killed by ${signal}` : `exited with code ${code}`));
+    child.unref();
+    return child.pid;
+  } finally {
+    closeSync(fd);
   }
 }
 

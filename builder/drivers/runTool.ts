@@ -32,6 +32,8 @@ export async function runTool(file: string, args: readonly string[], options: To
     env: options.env,
     // Only onLine reads the output; a build may print far more than fits a buffer.
     buffer: false,
+    // A Ctrl-C or a CI runner's SIGTERM reaches the agent only; it cancels the tool cleanly below.
+    ownProcessGroup: true,
     onLine: (raw) => {
       // Progress bars redraw with \r; each redraw is a line of its own.
       for (const part of raw.split("\r")) {

@@ -6,11 +6,12 @@ import { checkCiRequest, runCiBuild } from "../../builder/ciBuild.ts";
 import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
 import { PlainBuildTerminal } from "../../builder/progress/PlainBuildTerminal.ts";
 import { DataDir } from "../../lib/datadir/DataDir.ts";
-import { AgentError, UsageError, errorMessage } from "../../lib/errors.ts";
+import { AgentError, ExitCode, UsageError, errorMessage } from "../../lib/errors.ts";
 import { logger } from "../../lib/logger.ts";
 import type { LogShipper } from "../../lib/logs/LogShipper.ts";
 import { logShipperFor } from "../../lib/logs/logShipperFor.ts";
 import { redact } from "../../lib/redact.ts";
+import { onShutdown } from "../../lib/shutdownSignals.ts";
 import { ensureRegistered } from "../../lib/registration.ts";
 import { printJson, printResult } from "../output.ts";
 import { addSettingOptions, settingsFor } from "../settingsOptions.ts";
@@ -57,20 +58,16 @@ Examples:
   agent build --build-id 7d9e…   (one pending build from the control plane)
 
 Prints the pushed image reference with its digest. Exit codes: 0 pushed, 1 the build failed,
-2 usage error.`,
+2 usage error, 5 stopped by SIGTERM/SIGINT (the build is cancelled and cleaned up).`,
   );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
     const settings = settingsFor(command, SETTINGS);
     const json = Boolean(opts.json);
     const aborter = new AbortController();
-    const onSignal = (signal: string) => {
+    const stopListening = onShutdown((signal) => {
       log.warn(`received ${signal}: stopping the build`);
       aborter.abort();
-    };
-    const onInt = () => onSignal("SIGINT");
-    const onTerm = () => onSignal("SIGTERM");
-    process.on("SIGINT", onInt);
-    process.on("SIGTERM", onTerm);
+    });
     let shipper: LogShipper | undefined;
     try {
       const options = builderOptionsFrom(settings);
@@ -102,7 +99,7 @@ Prints the pushed image reference with its digest. Exit codes: 0 pushed, 1 the b
         await closeShipper(shipper, settings.logsEndpoint);
         if (outcome.status !== "completed") {
           if (json) printJson({ ok: false, buildId, status: outcome.status, error: outcome.error });
-          throw new AgentError(`build ${buildId} ${outcome.status === "cancelled" ? "was cancelled" : "failed"}: ${outcome.error}`);
+          throw new AgentError(`build ${buildId} ${outcome.status === "cancelled" ? "was cancelled" : "failed"}: ${outcome.error}`, interruptedExit(aborter.signal));
         }
         const r = outcome.result!;
         if (json) printJson({ ok: true, buildId, image: r.image, digest: r.digest, reference: r.reference, commitSha: r.commitSha, builder: r.builder, durationMs: r.durationMs });
@@ -139,7 +136,7 @@ Prints the pushed image reference with its digest. Exit codes: 0 pushed, 1 the b
         if (json && !(err instanceof UsageError)) {
           printJson({ ok: false, buildId: plan.buildId, status: cancelled ? "cancelled" : "failed", step: err instanceof BuildStepError ? err.step : undefined, error: redact(errorMessage(err)), logLinesLost: lost });
         }
-        throw cancelled ? new AgentError("the build was cancelled") : err;
+        throw cancelled ? new AgentError("the build was cancelled", interruptedExit(aborter.signal)) : err;
       }
       await terminal.finish("completed", result.reference);
       const lost = await closeShipper(shipper, settings.logsEndpoint);
@@ -158,11 +155,15 @@ Prints the pushed image reference with its digest. Exit codes: 0 pushed, 1 the b
         });
       } else printResult(result.reference);
     } finally {
-      process.off("SIGINT", onInt);
-      process.off("SIGTERM", onTerm);
+      stopListening();
     }
   });
   return cmd;
+}
+
+/** A build stopped by SIGTERM/SIGINT exits 5, like every command stopped by a signal. */
+function interruptedExit(signal: AbortSignal): { exitCode?: ExitCode } {
+  return signal.aborted ? { exitCode: ExitCode.interrupted } : {};
 }
 
 function collect(value: string, previous: string[]): string[] {

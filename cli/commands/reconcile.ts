@@ -10,7 +10,7 @@ const SETTINGS = ["url", "dataDir", "logFormat", "signing", "requestTimeout", "p
 
 export function reconcileCommand(): Command {
   const cmd = new Command("reconcile")
-    .description("one reconcile pass: make this server match the expected state, then exit (0 converged, 3 drift remains, 1 a change failed)")
+    .description("one reconcile pass: make this server match the expected state, then exit (0 converged, 3 drift remains, 1 a change failed, 5 stopped by a signal)")
     .option("--once", "run one pass and exit (the only mode; `agent run` is the loop)")
     .option("--state <file|url>", "expected state in the control plane's format from a file or URL instead of the control plane (no registration needed)")
     .option("--encryption-key-file <file>", "AES-256 key (64 hex) to decrypt encrypted env values of a --state file")
@@ -58,6 +58,7 @@ export function formatResult(r: ReconcileOnceResult): string {
   if (r.failed) lines.push(`FAILED   ${r.failed.description}: ${r.failed.error}`);
   if (r.converged) lines.push(`converged: ${r.applied.length} change(s) in ${r.durations.totalMs} ms`);
   else {
+    if (r.interruptedBy) lines.push(`interrupted by ${r.interruptedBy}: the change in flight was finished, the rest is left for the next pass`);
     lines.push(`drift remains: ${r.remaining.length} change(s) left after ${r.durations.totalMs} ms`);
     for (const c of r.remaining) lines.push(`  pending  ${c.description} (${c.reason})`);
   }

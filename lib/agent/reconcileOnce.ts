@@ -4,6 +4,7 @@ import { parseEncryptionKey } from "../crypto/secrets.ts";
 import { DataDir, type Identity } from "../datadir/DataDir.ts";
 import { AgentError, ExitCode, UsageError, errorMessage } from "../errors.ts";
 import { logger } from "../logger.ts";
+import { onShutdown, shutdownRequested } from "../shutdownSignals.ts";
 import { readFlagFile } from "../fs/readFlagFile.ts";
 import { registerSecret } from "../redact.ts";
 import { deployContext } from "../reconcile/deployContext.ts";
@@ -51,12 +52,19 @@ export interface ReconcileOnceResult {
   durations: { totalMs: number; passMs: number };
   /** Podman API calls this run made (the benchmark compares them across node sizes). */
   podmanApiCalls: number;
+  /** The signal that stopped the pass early, after the change in flight (exit code 5). */
+  interruptedBy?: string;
   exitCode: number;
 }
 
-/** `agent reconcile --once`: one full pass, then a result with the documented exit code. */
+/**
+ * `agent reconcile --once`: one full pass, then a result with the documented exit code. SIGTERM or
+ * SIGINT ends the pass after the change (or work item) in flight, which is reported first.
+ */
 export async function reconcileOnce(options: ReconcileOnceOptions): Promise<ReconcileOnceResult> {
   const started = performance.now();
+  const interrupt = new AbortController();
+  const stopListening = onShutdown(() => interrupt.abort());
   const dataDir = new DataDir(options.settings.dataDir!);
   // A dry run changes nothing, so it never waits for a running agent.
   const lock = options.dryRun ? undefined : await dataDir.lock({ waitMs: options.lockWaitMs });
@@ -103,7 +111,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
             wireguard: node.drivers.wireguard,
             dataDir,
             retention: { keep: options.settings.volumeArchiveKeep, maxAgeDays: options.settings.volumeArchiveDays },
-          });
+          }, interrupt.signal);
         } catch (err) {
           // The pass still runs: a queue that cannot be read now is read again on the next run.
           workQueueError = errorMessage(err);
@@ -119,6 +127,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
         context: deployContext(encryptionKey),
         budgetMs: options.settings.passTimeout! * 1000,
         afterChange: (actual) => report(actual, false),
+        shouldStop: () => interrupt.signal.aborted,
       });
       await report(pass.actual, true);
       return finish({
@@ -137,6 +146,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
     }
   } finally {
     lock?.release();
+    stopListening();
   }
 
   function finish(r: {
@@ -150,7 +160,8 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
     apiCalls: number;
   }): ReconcileOnceResult {
     const workFailed = (r.workQueue?.failed ?? 0) > 0;
-    const exitCode = r.failed || workFailed ? ExitCode.failure : r.converged ? ExitCode.ok : ExitCode.driftRemains;
+    const interruptedBy = r.converged ? undefined : shutdownRequested();
+    const exitCode = r.failed || workFailed ? ExitCode.failure : r.converged ? ExitCode.ok : interruptedBy ? ExitCode.interrupted : ExitCode.driftRemains;
     return {
       source: options.state ? "state-file" : "control-plane",
       dryRun: options.dryRun,
@@ -162,6 +173,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
       workQueueError: r.workQueueError,
       durations: { totalMs: Math.round(performance.now() - started), passMs: r.passMs },
       podmanApiCalls: r.apiCalls,
+      ...(interruptedBy ? { interruptedBy } : {}),
       exitCode,
     };
   }

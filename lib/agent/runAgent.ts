@@ -2,6 +2,7 @@ import type { Settings } from "../config/settings.ts";
 import { DataDir } from "../datadir/DataDir.ts";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../logger.ts";
+import { shutdownSignal } from "../shutdownSignals.ts";
 import { ContainerLogStreamer } from "../logs/ContainerLogStreamer.ts";
 import { logShipperFor } from "../logs/logShipperFor.ts";
 import { ReconcileLoop } from "../reconcile/ReconcileLoop.ts";
@@ -15,7 +16,6 @@ import { BUILDER_SETTINGS, builderOptionsFrom } from "../../builder/builderOptio
 import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
 
 const log = logger("agent");
-const SHUTDOWN_BUDGET_MS = 60_000;
 
 export type RunSettings = NodeSettings &
   Settings<(typeof BUILDER_SETTINGS)[number]> &
@@ -38,11 +38,12 @@ export type RunSettings = NodeSettings &
 /**
  * `agent run`: lock the data dir, register when needed, then run side by side until SIGTERM or
  * SIGINT: the reconcile loop, the work-queue poller, the build poller and container log shipping.
- * Shutdown lets the change, item or build step in flight finish; containers keep running.
+ * Shutdown lets the change, item or build step in flight finish (within lib/shutdownSignals'
+ * grace); containers keep running, and so does the Podman service the agent may have started.
  */
 export async function runAgent(settings: RunSettings): Promise<void> {
-  // Listen before anything else: a signal during start-up ends the agent once it has started.
-  const signalled = waitForSignal();
+  // A signal during start-up (kept by lib/shutdownSignals) ends the agent once it has started.
+  const signalled = shutdownSignal();
   const dataDir = new DataDir(settings.dataDir!);
   const lock = await dataDir.lock();
   try {
@@ -92,15 +93,11 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     log.info(`agent started for server ${identity.serverId} (pid ${process.pid}${settings.proxy ? ", proxy node" : ""})`);
 
     await signalled;
-    await bounded(
-      Promise.allSettled([loop.stop(), workQueue.stop(), builds.stop()]).then(async () => {
-        await containerLogs?.close();
-        await shipper.close();
-        await node.close();
-        await client.close();
-      }),
-      SHUTDOWN_BUDGET_MS,
-    );
+    await Promise.allSettled([loop.stop(), workQueue.stop(), builds.stop()]);
+    await containerLogs?.close();
+    await shipper.close();
+    await node.close();
+    await client.close();
     log.info("stopped; containers keep running");
   } finally {
     lock.release();
@@ -117,27 +114,4 @@ async function applyRegistrationPeers(wireguard: import("../drivers.ts").WireGua
   } catch (err) {
     log.warn(`cannot apply the registration's WireGuard peers: ${errorMessage(err)}`);
   }
-}
-
-async function bounded(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      log.warn(`shutdown took longer than ${ms / 1000} s; exiting anyway`);
-      resolve();
-    }, ms);
-  });
-  await Promise.race([work.then(() => undefined), timeout]);
-  clearTimeout(timer);
-}
-
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const stop = (signal: string) => {
-      log.info(`received ${signal}; finishing what is in flight`);
-      resolve();
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
 }

@@ -8,11 +8,11 @@ import { join } from "node:path";
 import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ensureRegistered } from "../../lib/registration.ts";
 import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
-import { runAgentCli, tempDir } from "../support/agentBinary.ts";
-import { makeBaseImage, cleanupBuildRun, runText } from "../support/builds.ts";
+import { runAgentCli, startAgentCli, tempDir } from "../support/agentBinary.ts";
+import { makeBaseImage, cleanupBuildRun, processesWithCmdline, runText } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
-import { podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
+import { podman, startRegistry, TEST_IMAGE, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
 
@@ -100,6 +100,25 @@ describe("agent build (CI mode)", () => {
     expect(res.exitCode).toBe(1);
     expect(res.stderr).toMatch(/agent: podman build failed \(exit code \d+\): Error: .*exit status 7/);
     expect(JSON.parse(res.stdout)).toMatchObject({ ok: false, status: "failed", step: "build" });
+  }, 120_000);
+
+  test("SIGTERM (to the whole process group, as a CI runner sends it) cancels the build, leaves no build container, exits 5", async () => {
+    const source = dir();
+    const seconds = 4000 + Math.floor(Math.random() * 900);
+    writeFileSync(join(source, "Dockerfile"), `FROM ${BASE}\nRUN sleep ${seconds}\n`);
+    const agent = startAgentCli(["build", "--source", source, "--image", `${registry.host}/${prefix}/app:cancelled`, "--builder", "podman", "--insecure-registry", registry.host], { processGroup: true });
+    try {
+      await waitFor(() => processesWithCmdline(`sleep ${seconds}`).length > 0, 60_000, "the RUN step to start");
+      agent.signalGroup("SIGTERM");
+      expect(await agent.exited()).toBe(5);
+      expect(agent.stderr()).toContain("received SIGTERM: stopping the build");
+      expect(agent.stderr()).toContain("agent: the build was cancelled");
+    } finally {
+      if (agent.proc.exitCode === null) await agent.stop("SIGKILL");
+    }
+    expect(processesWithCmdline(`sleep ${seconds}`)).toEqual([]);
+    const working = (JSON.parse((await runText(["buildah", "containers", "--json"])) || "null") ?? []) as Array<{ imagename: string }>;
+    expect(working.filter((c) => c.imagename === BASE)).toEqual([]);
   }, 120_000);
 
   test("usage errors exit 2 with one clear line", async () => {

@@ -53,9 +53,14 @@ export async function runAgentCli(args: string[], options: { env?: Record<string
   return { exitCode, stdout, stderr };
 }
 
-/** Starts the compiled agent in the background; the caller stops it. */
-export function startAgentCli(args: string[], options: { env?: Record<string, string | undefined> } = {}) {
-  const proc = Bun.spawn([agentBinary(), ...args], { env: cleanEnv(options.env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+/**
+ * Starts the compiled agent in the background; the caller stops it. `processGroup`: in a process
+ * group of its own (through setsid), so `signalGroup` reaches the agent and every child it did not
+ * detach, as cron's `timeout` or a terminal's Ctrl-C do.
+ */
+export function startAgentCli(args: string[], options: { env?: Record<string, string | undefined>; processGroup?: boolean } = {}) {
+  const argv = options.processGroup ? ["setsid", agentBinary(), ...args] : [agentBinary(), ...args];
+  const proc = Bun.spawn(argv, { env: cleanEnv(options.env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   let stderr = "";
   const reader = (async () => {
     const decoder = new TextDecoder();
@@ -71,6 +76,17 @@ export function startAgentCli(args: string[], options: { env?: Record<string, st
         if (proc.exitCode !== null) throw new Error(`agent exited with ${proc.exitCode} before ${pattern}; stderr:\n${stderr}`);
         await Bun.sleep(50);
       }
+    },
+    /** Sends `signal` to the agent's whole process group (needs `processGroup`). */
+    signalGroup(signal: NodeJS.Signals): void {
+      if (!options.processGroup) throw new Error("signalGroup needs startAgentCli(..., { processGroup: true })");
+      process.kill(-proc.pid, signal);
+    },
+    /** Waits for the agent to exit by itself (after a signal already sent) and returns its exit code. */
+    async exited(): Promise<number> {
+      const code = await proc.exited;
+      await reader;
+      return code;
     },
     async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number> {
       if (proc.exitCode === null) proc.kill(signal);
