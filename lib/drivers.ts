@@ -37,6 +37,11 @@ export interface ContainerRuntime {
   restart(id: string): Promise<void>;
   /** Creates the `techulus` bridge network 10.200.N.0/24 (gateway .1, DNS disabled) when absent. */
   ensureNetwork(subnetId: number): Promise<void>;
+  /**
+   * Repairs what cut-short operations left that blocks `needs` (a stray conmon holding a needed
+   * port, a container stuck stopping, a stale address reservation); names foreign holders.
+   */
+  healLeftovers?(needs: import("./podman/leftovers.ts").Needs): Promise<unknown>;
   /** Podman events of managed containers; returns a function that unsubscribes. */
   subscribe(onEvent: (event: ContainerEvent) => void): () => void;
   close(): Promise<void>;

@@ -1,10 +1,12 @@
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { relative, isAbsolute, resolve } from "node:path";
 
-interface ProcStat {
+export interface ProcStat {
   pid: number;
   ppid: number;
   session: number;
+  /** The command name (`comm`, at most 15 characters). */
+  comm: string;
 }
 
 /** `/proc/<pid>/stat` fields after the command name, which may itself contain spaces and parentheses. */
@@ -15,13 +17,15 @@ function readStat(pid: number): ProcStat | undefined {
   } catch {
     return undefined;
   }
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const close = text.lastIndexOf(")");
+  const fields = text.slice(close + 2).split(" ");
   // fields: state ppid pgrp session ...
   if (fields[0] === "Z") return undefined;
-  return { pid, ppid: Number(fields[1]), session: Number(fields[3]) };
+  return { pid, ppid: Number(fields[1]), session: Number(fields[3]), comm: text.slice(text.indexOf("(") + 1, close) };
 }
 
-function allProcesses(): ProcStat[] {
+/** Every live (not zombie) process of the machine. */
+export function allProcesses(): ProcStat[] {
   const out: ProcStat[] = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;

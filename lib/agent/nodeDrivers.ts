@@ -97,7 +97,7 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
     } catch (err) {
       // Nothing else will close what was opened above.
       await runtime.close();
-      await podman.stop();
+      await podman.release();
       throw err;
     }
     log.debug(`proxy node: routes go to ${proxy.name}`);
@@ -113,7 +113,7 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
     },
     async close() {
       await runtime.close();
-      await podman.stop();
+      await podman.release();
     },
   };
 }

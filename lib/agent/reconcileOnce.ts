@@ -9,6 +9,7 @@ import { readFlagFile } from "../fs/readFlagFile.ts";
 import { registerSecret } from "../redact.ts";
 import { deployContext } from "../reconcile/deployContext.ts";
 import { loadStateFile, parseExpectedState } from "../reconcile/expectedStateSource.ts";
+import { healLeftovers } from "../reconcile/healLeftovers.ts";
 import { observeActual } from "../reconcile/observeActual.ts";
 import { reconcilePass, type AppliedChange } from "../reconcile/reconcilePass.ts";
 import { sendStatusReport } from "../reconcile/statusReport.ts";
@@ -101,6 +102,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
         return finish({ converged: plan.length === 0, applied: [], remaining: plan, passMs: 0, apiCalls: node.runtime.apiCalls });
       }
       await node.prepare();
+      await healLeftovers(node.drivers.runtime, expected);
       let workQueue: WorkQueueSummary | undefined;
       let workQueueError: string | undefined;
       if (client && options.workQueue) {

@@ -199,8 +199,8 @@ export class DoctorContext {
     });
   }
 
-  subnetIdFor(state: ExpectedState): number {
-    return this.subnetIdOverride ?? this.validIdentity()?.subnetId ?? inferSubnetId(state) ?? 1;
+  subnetIdFor(state?: ExpectedState): number {
+    return this.subnetIdOverride ?? this.validIdentity()?.subnetId ?? (state && inferSubnetId(state)) ?? 1;
   }
 
   /** The node's drivers, as `agent run` would build them; kept open until close(). */

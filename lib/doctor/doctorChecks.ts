@@ -4,6 +4,7 @@ import { dataDirChecks } from "./dataDirChecks.ts";
 import type { DoctorContext } from "./DoctorContext.ts";
 import { driftCheck } from "./driftCheck.ts";
 import { hostChecks } from "./hostChecks.ts";
+import { leftoverChecks } from "./leftoverChecks.ts";
 
-/** Every check of `agent doctor`, in the order they run and are shown: host, data dir, control plane, drift. */
-export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, ...dataDirChecks, ...controlPlaneChecks, driftCheck];
+/** Every check of `agent doctor`, in the order they run and are shown: host, data dir, control plane, leftovers, drift. */
+export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, ...dataDirChecks, ...controlPlaneChecks, ...leftoverChecks, driftCheck];

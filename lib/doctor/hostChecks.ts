@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import { run } from "../exec.ts";
 import { writeFileAtomic } from "../fs/atomicWrite.ts";
-import { pingPodmanSocket, podmanSocketCandidates } from "../podman/PodmanSocket.ts";
+import { SERVICE_IDLE_SECONDS, pingPodmanSocket, podmanSocketCandidates } from "../podman/PodmanSocket.ts";
 import { DEFAULT_TRAEFIK_DYNAMIC_DIR } from "../proxy/TraefikDriver.ts";
 import { resultOf, type Check, type CheckResult, type Fix } from "./Check.ts";
 import { confString, confStringList, parseContainersConf, parseProcLimits, parseUlimit, setConfValue, tomlStringArray } from "./containersConf.ts";
@@ -161,10 +161,10 @@ export const podmanSocketCheck: HostCheck = {
     const candidates = [...new Set([...podmanSocketCandidates(ctx.env), own])];
     for (const socket of candidates) {
       if (await pingPodmanSocket(socket)) {
-        return resultOf(this, "ok", socket === own ? `${socket} (the service a running agent started)` : socket);
+        return resultOf(this, "ok", socket === own ? `${socket} (the agent's own service; it exits by itself ${SERVICE_IDLE_SECONDS} s after its last use)` : socket);
       }
     }
-    const detail = `no podman API socket answers (tried ${candidates.join(", ")}); the agent starts its own podman system service on ${own} while it runs`;
+    const detail = `no podman API socket answers (tried ${candidates.join(", ")}); the agent starts its own podman system service on ${own} when it needs one (it exits by itself ${SERVICE_IDLE_SECONDS} s after its last use)`;
     const fix: Fix | undefined = existsSync(ctx.paths.systemdRunDir)
       ? { description: "start podman's socket unit: systemctl enable --now podman.socket", command: ["systemctl", "enable", "--now", "podman.socket"] }
       : undefined;

@@ -24,22 +24,25 @@ export class FileLock {
     private fd: number | undefined,
   ) {}
 
-  static tryAcquire(path: string): FileLock | { heldBy: number | undefined } {
+  /** `writePid: false` for another program's lock file, whose content is not the agent's to change. */
+  static tryAcquire(path: string, options: { writePid?: boolean } = {}): FileLock | { heldBy: number | undefined } {
     const fd = openSync(path, "a+", 0o600);
     if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
       closeSync(fd);
       return { heldBy: readHolder(path) };
     }
-    ftruncateSync(fd, 0);
-    writeSync(fd, `${process.pid}\n`);
+    if (options.writePid !== false) {
+      ftruncateSync(fd, 0);
+      writeSync(fd, `${process.pid}\n`);
+    }
     return new FileLock(path, fd);
   }
 
   /** Waits up to `waitMs` for the lock, polling; throws LockedError naming the holder. */
-  static async acquire(path: string, options: { waitMs?: number; what?: string } = {}): Promise<FileLock> {
+  static async acquire(path: string, options: { waitMs?: number; what?: string; writePid?: boolean } = {}): Promise<FileLock> {
     const deadline = Date.now() + (options.waitMs ?? 0);
     for (;;) {
-      const result = FileLock.tryAcquire(path);
+      const result = FileLock.tryAcquire(path, options);
       if (result instanceof FileLock) return result;
       if (Date.now() >= deadline) {
         const holder = result.heldBy ? `process ${result.heldBy}` : "another process";

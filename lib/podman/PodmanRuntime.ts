@@ -12,6 +12,8 @@ import { HealthCheckRunner } from "./HealthCheckRunner.ts";
 import { PodmanApi, PodmanApiError } from "./PodmanApi.ts";
 import { ContainerList, createSpec, parseEventLine, toActualContainer } from "./containerSpec.ts";
 import { checkVolumeHostPath, prepareVolumeHostPath } from "./volumeHostPath.ts";
+import { LeftoverHealer, type HealOutcome } from "./LeftoverHealer.ts";
+import { describeLeftover, needsOf, remedyOf, type Needs } from "./leftovers.ts";
 
 const log = logger("podman");
 
@@ -71,6 +73,8 @@ export class PodmanRuntime implements ContainerRuntime {
   private readonly eventsBackoff: BackoffPolicy;
   private readonly healthRunner?: HealthCheckRunner;
   private readonly subscriptions = new Set<AbortController>();
+  /** Leftovers of cut-short operations on this Podman (also what `agent doctor` reports). */
+  readonly healer: LeftoverHealer;
 
   constructor(options: PodmanRuntimeOptions) {
     this.api = new PodmanApi({ socketPath: options.socketPath, timeoutMs: options.timeoutMs });
@@ -83,6 +87,7 @@ export class PodmanRuntime implements ContainerRuntime {
     this.publishHostIp = options.publishHostIp;
     this.pullTimeoutMs = options.pullTimeoutMs ?? 600_000;
     this.eventsBackoff = options.eventsBackoff ?? EVENTS_BACKOFF;
+    this.healer = new LeftoverHealer(this.api, this.networkName, this.stopGraceSeconds);
     const mode = options.healthChecks ?? "auto";
     if (mode === "agent" || (mode === "auto" && !existsSync("/run/systemd/system"))) {
       this.healthRunner = new HealthCheckRunner(new PodmanApi({ socketPath: options.socketPath }), this.networkName);
@@ -139,10 +144,40 @@ export class PodmanRuntime implements ContainerRuntime {
     });
     let id: string;
     try {
+      id = await this.createAndStart(c, spec);
+    } catch (err) {
+      if (!isAddressConflict(err)) throw err;
+      // Something holds the port or address: a leftover of a cut-short operation is repaired and
+      // the deploy tried once more; a container the agent does not manage is named, never touched.
+      const outcome = await this.healer.heal(needsOf({ containers: [c] }));
+      if (outcome.foreign.length > 0) {
+        const holders = outcome.foreign.map((f) => `${describeLeftover(f)}: ${remedyOf(f)}`).join("; ");
+        throw new AgentError(`cannot deploy ${c.name}: ${holders}`, { cause: err });
+      }
+      if (outcome.healed.length === 0) throw err;
+      id = await this.createAndStart(c, spec);
+    }
+    if (c.healthCheck) this.healthRunner?.track(id, c.healthCheck.interval);
+    log.info(`started ${c.name} (${id.slice(0, 12)})`);
+    return id;
+  }
+
+  /** Finds and repairs leftovers that block `needs` (at start; lib/podman/leftovers). Foreign holders are logged. */
+  async healLeftovers(needs: Needs): Promise<HealOutcome> {
+    const outcome = await this.healer.heal(needs);
+    for (const f of outcome.foreign) log.warn(`${describeLeftover(f)}; ${remedyOf(f)}`);
+    return outcome;
+  }
+
+  private async createAndStart(c: ExpectedContainer, spec: ReturnType<typeof createSpec>): Promise<string> {
+    let id: string;
+    log.debug(`creating ${c.name}`);
+    try {
       id = CreateResponse.parse(await this.api.json("POST", "/containers/create", { body: spec })).Id;
     } catch (err) {
       throw this.explainCreateError(c, err);
     }
+    log.debug(`starting ${c.name} (${id.slice(0, 12)})`);
     try {
       await this.api.call("POST", `/containers/${id}/start`, {}, [304]);
     } catch (err) {
@@ -150,8 +185,6 @@ export class PodmanRuntime implements ContainerRuntime {
       await this.api.call("DELETE", `/containers/${id}`, { query: { force: true, v: true } }, [404]).catch(() => {});
       throw new AgentError(`container ${c.name} was created but did not start (removed again): ${errorMessage(err)}`, { cause: err });
     }
-    if (c.healthCheck) this.healthRunner?.track(id, c.healthCheck.interval);
-    log.info(`started ${c.name} (${id.slice(0, 12)})`);
     return id;
   }
 
@@ -171,6 +204,7 @@ export class PodmanRuntime implements ContainerRuntime {
   async remove(id: string): Promise<void> {
     const target = await this.managedId(id, { missingOk: true });
     if (target === undefined) return;
+    log.debug(`removing ${target.slice(0, 12)} (stopping it first, at most ${this.stopGraceSeconds} s)`);
     await this.api.call(
       "DELETE",
       `/containers/${target}`,
@@ -344,6 +378,11 @@ export class PodmanRuntime implements ContainerRuntime {
       await abortableSleep(backoffDelay(this.eventsBackoff, attempt++) + 100, signal);
     }
   }
+}
+
+/** Podman's words for a host port or a container address someone else holds (CNI, netavark, port binding). */
+function isAddressConflict(err: unknown): boolean {
+  return /address already in use|is not available in range set|already allocated|requested ip address .* is not available/i.test(errorMessage(err));
 }
 
 function enc(nameOrId: string): string {

@@ -7,6 +7,7 @@ import type { ActualState } from "../state/types.ts";
 import type { Drivers } from "./Drivers.ts";
 import type { ExpectedStateSource } from "./expectedStateSource.ts";
 import { FailureBackoff } from "./FailureBackoff.ts";
+import { healLeftovers } from "./healLeftovers.ts";
 import { observeActual } from "./observeActual.ts";
 import { reconcilePass, type PassResult } from "./reconcilePass.ts";
 import { sendStatusReport } from "./statusReport.ts";
@@ -45,6 +46,7 @@ export class ReconcileLoop {
   private woken = false;
   private running?: Promise<void>;
   private unsubscribe?: () => void;
+  private healed = false;
   private readonly backoff: FailureBackoff;
   state: "idle" | "processing" | "stopped" = "idle";
 
@@ -92,6 +94,10 @@ export class ReconcileLoop {
 
   private async tick(): Promise<void> {
     const snapshot = await this.options.source.fetch();
+    if (snapshot && !this.healed) {
+      this.healed = true;
+      await healLeftovers(this.options.drivers.runtime, snapshot.state);
+    }
     let actual = await observeActual(this.options.drivers);
     if (snapshot) {
       const plan = planChanges(snapshot.state, actual);

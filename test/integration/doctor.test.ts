@@ -5,13 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ensureRegistered } from "../../lib/registration.ts";
 import { runAgentCli, tempDir } from "../support/agentBinary.ts";
 import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
-import { podman as sharedPodman } from "../support/podman.ts";
+import { STUBBORN_CMD, containerState, interruptStop, strandConmon } from "../support/leftoverMakers.ts";
+import { freePort, podman as sharedPodman } from "../support/podman.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
 
 const prefix = `t${process.pid}${randomBytes(3).toString("hex")}doc`;
@@ -25,7 +26,7 @@ let subnetId: number;
 beforeAll(async () => {
   await cp.start();
   subnetId = await freeSubnetId();
-  iso = await startIsolatedPodman({ images: [IMAGE], network: { subnetId } });
+  iso = await startIsolatedPodman({ images: [IMAGE, "localhost/busybox:test"], network: { subnetId } });
 }, 120_000);
 
 afterAll(async () => {
@@ -244,6 +245,65 @@ describe("agent doctor --state (no control plane)", () => {
       expect(bad.detail).toContain('image "ng inx" has whitespace');
       expect(invalid.exitCode).toBe(1);
     } finally {
+      await removeIsoContainers();
+    }
+  }, 180_000);
+});
+
+describe("agent doctor: leftovers of interrupted operations", () => {
+  test("a stray conmon, a stuck container and a stale reservation are reported and --fix repairs them; an unmanaged holder is named for a person", async () => {
+    const dir = dataDir();
+    const stateFile = join(dir, "..", "state.json");
+    const port = await freePort();
+    const ip = (n: number) => `10.200.${subnetId}.${n}`;
+    const wanted = [container(1, { ports: [{ containerPort: 8080, hostPort: port }] }), container(2, { ipAddress: ip(60) })];
+    writeFileSync(stateFile, JSON.stringify({ containers: wanted }));
+    const reservations = join("/var/lib/cni/networks/techulus");
+    const stale = join(reservations, ip(70));
+    try {
+      await iso.podman(["run", "-d", "--name", `${prefix}-stray`, "--network", "techulus", "--ip", ip(50), "-p", `${port}:8080`, "--label", `techulus.service.id=${prefix}-old`, "localhost/busybox:test", ...STUBBORN_CMD]);
+      await strandConmon(iso, `${prefix}-stray`);
+      await iso.podman(["run", "-d", "--name", `${prefix}-stuck`, "--network", "techulus", "--ip", ip(51), "--label", `techulus.service.id=${prefix}-old2`, "localhost/busybox:test", ...STUBBORN_CMD]);
+      await interruptStop(iso, `${prefix}-stuck`);
+      await iso.podman(["run", "-d", "--name", `${prefix}-theirs`, "--network", "techulus", "--ip", ip(60), IMAGE]);
+      if (iso.backend === "cni") {
+        mkdirSync(reservations, { recursive: true });
+        writeFileSync(stale, `${"f".repeat(64)}\r\neth0`);
+      }
+
+      const before = await doctor(["--data-dir", dir, "--state", stateFile]);
+      const stray = check(before.report, "podman.stray-conmon");
+      expect(stray.status).toBe("fail");
+      expect(stray.detail).toContain(`of container ${prefix}-stray`);
+      expect(stray.detail).toContain(`holding TCP port ${port}`);
+      expect(stray.fix?.automatic).toBe(true);
+      const stuck = check(before.report, "podman.stuck-containers");
+      expect(stuck).toMatchObject({ status: "warn", fix: { description: `finish stopping ${prefix}-stuck`, automatic: true } });
+      const reservation = check(before.report, "podman.address-reservations");
+      if (iso.backend === "cni") expect(reservation).toMatchObject({ status: "warn", fix: { description: `release the reservation of ${ip(70)}`, automatic: true } });
+      else expect(reservation.status).toBe("ok");
+      const foreign = check(before.report, "podman.foreign-holders");
+      expect(foreign.status).toBe("fail");
+      expect(foreign.detail).toContain(`container ${prefix}-theirs`);
+      expect(foreign.detail).toContain(`holds address ${ip(60)}`);
+      expect(foreign.fix).toMatchObject({ automatic: false });
+      expect(foreign.fix!.description).toContain(`podman stop ${prefix}-theirs`);
+
+      const fixed = await doctor(["--data-dir", dir, "--state", stateFile, "--fix"]);
+      const byCheck = new Map((fixed.report.fixes ?? []).map((f) => [f.checkId, f]));
+      expect(byCheck.get("podman.stray-conmon")).toMatchObject({ applied: true, statusAfter: "ok" });
+      expect(byCheck.get("podman.stuck-containers")).toMatchObject({ applied: true, statusAfter: "ok" });
+      if (iso.backend === "cni") {
+        expect(byCheck.get("podman.address-reservations")).toMatchObject({ applied: true, statusAfter: "ok" });
+        expect(existsSync(stale)).toBe(false);
+      }
+      expect(byCheck.has("podman.foreign-holders")).toBe(false);
+      expect(check(fixed.report, "podman.foreign-holders").status).toBe("fail");
+      expect(await containerState(iso, `${prefix}-theirs`)).toBe("running");
+      // Stopped by its fix; the drift fix's pass then removes it as an orphan (no deployment id).
+      expect(await containerState(iso, `${prefix}-stuck`)).not.toBe("stopping");
+    } finally {
+      rmSync(stale, { force: true });
       await removeIsoContainers();
     }
   }, 180_000);

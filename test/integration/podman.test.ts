@@ -20,6 +20,7 @@ import {
   freeSubnet,
   podman,
   pushImage,
+  endPodmanService,
   startPodmanService,
   startRegistry,
   uniquePrefix,
@@ -129,7 +130,7 @@ afterAll(async () => {
   for (const r of extraRuntimes) await r.close().catch(() => {});
   await runtime?.close().catch(() => {});
   await cleanupPodman(prefix);
-  for (const s of ownSockets) await s.stop().catch(() => {});
+  for (const s of ownSockets) await endPodmanService(s).catch(() => {});
   await registry?.stop().catch(() => {});
   await service?.stop().catch(() => {});
   for (const dir of [dataDir, ...tempDirs]) if (dir) rmSync(dir, { recursive: true, force: true });
@@ -446,7 +447,7 @@ describe("findOrStartPodmanSocket", () => {
     const r = new PodmanRuntime({ socketPath: started.socketPath, volumesRoot, healthChecks: "podman" });
     extraRuntimes.push(r);
     expect(Array.isArray(await r.listManaged())).toBe(true);
-    await started.stop();
-    expect(started.pid).toBeUndefined();
+    await endPodmanService(started);
+    await waitFor(() => started.pid === undefined, 5000, "the service's exit to be seen");
   }, 60_000);
 });

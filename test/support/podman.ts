@@ -7,6 +7,7 @@
  *   uniquePrefix(tag?)                 "t<pid><random>[tag]": prefix for container, network and image names of one run
  *   podman(args, opts?)                runs the podman CLI (lib/exec), returns stdout; throws on failure unless allowFailure
  *   startPodmanService(dir?)           a private `podman system service` on <dir>/podman.sock → { socketPath, dir, stop() }
+ *   endPodmanService(socket)           releases a lib PodmanSocket and ends the service serving it (the agent never does)
  *   cleanupPodman(prefix)              force-removes containers, networks and images whose name starts with / contains prefix
  *   freeSubnet()                       { prefix: "10.2XX", subnetId: YY }: a /24 no podman network uses (for ensureNetwork tests)
  *   freePort()                         a free TCP port on 127.0.0.1
@@ -15,11 +16,11 @@
  *   buildTestImage(name, cmd)          builds <name> FROM localhost/busybox:test with the given CMD (argv); returns name
  *   waitFor(predicate, timeoutMs, what) polls an async predicate every 100 ms; rejects naming `what` on timeout
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, spawn, type ExecOptions } from "../../lib/exec.ts";
-import { startPodmanService as startService } from "../../lib/podman/PodmanSocket.ts";
+import { startPodmanService as startService, type PodmanSocket } from "../../lib/podman/PodmanSocket.ts";
 
 export const TEST_IMAGE = "localhost/busybox:test";
 
@@ -45,10 +46,37 @@ export async function startPodmanService(dir = mkdtempSync(join(tmpdir(), "podma
     socketPath: service.socketPath,
     dir,
     async stop() {
-      await service.stop();
+      await endPodmanService(service);
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Releases `socket` and stops the `podman system service` behind it, waiting until it has exited. */
+export async function endPodmanService(socket: Pick<PodmanSocket, "socketPath" | "release">): Promise<void> {
+  await socket.release();
+  const pids = servicePids(socket.socketPath);
+  for (const pid of pids) process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + 15_000;
+  while (servicePids(socket.socketPath).length > 0 && Date.now() < deadline) await Bun.sleep(50);
+  for (const pid of servicePids(socket.socketPath)) process.kill(pid, "SIGKILL");
+}
+
+/** Pids of `podman system service` processes serving `socketPath`. */
+export function servicePids(socketPath: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
+      if (readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.startsWith("Z")) continue;
+    } catch {
+      continue;
+    }
+    if (argv.includes("service") && argv.includes(`unix://${socketPath}`)) out.push(Number(name));
+  }
+  return out;
 }
 
 /** Removes everything of one run. Never touches a name without the prefix. */

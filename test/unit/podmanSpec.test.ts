@@ -129,6 +129,11 @@ test("podmanSocketCandidates: CONTAINER_HOST (unix only), the root socket, the u
   expect(podmanSocketCandidates({ CONTAINER_HOST: "ssh://host/run/podman.sock" })).toEqual(["/run/podman/podman.sock"]);
 });
 
+test("podmanSocketCandidates: a store of this process's own (CONTAINERS_CONF/CONTAINERS_STORAGE_CONF) is never served by the shared sockets", () => {
+  expect(podmanSocketCandidates({ CONTAINERS_STORAGE_CONF: "/x/storage.conf", XDG_RUNTIME_DIR: "/run/user/1000" })).toEqual([]);
+  expect(podmanSocketCandidates({ CONTAINERS_CONF: "/x/containers.conf", CONTAINER_HOST: "unix:///x/p.sock" })).toEqual(["/x/p.sock"]);
+});
+
 describe("volume host paths", () => {
   const dir = mkdtempSync(join(tmpdir(), "volpaths-"));
   const root = join(dir, "volumes");
