@@ -14,7 +14,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startIsolatedPodman, writeNetworkConfig, type IsolatedPodman } from "../test/support/isolatedPodman.ts";
+import { startIsolatedPodman, type IsolatedPodman } from "../test/support/isolatedPodman.ts";
 import { cleanupPodman, podman as hostPodman, uniquePrefix } from "../test/support/podman.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -71,7 +71,7 @@ function maxRssMb(proc: { resourceUsage(): { maxRSS: number } | undefined }): nu
 }
 
 async function podmanRunFloor(count: number, network: string, subnetId: number): Promise<number> {
-  writeNetworkConfig(store.dir, network, subnetId);
+  await store.createNetwork(network, subnetId);
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
     await podman([
@@ -93,7 +93,7 @@ const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function main() {
   store = await startIsolatedPodman({ images: [IMAGE] });
-  const env = { CONTAINER_HOST: store.containerHost };
+  const env = store.env;
   try {
     const [floorSubnet, agentSubnet, idle10Subnet, idle100Subnet] = await unusedSubnetIds(4);
     const rows: string[][] = [];
@@ -101,9 +101,9 @@ async function main() {
     const floorMs = await podmanRunFloor(20, `${prefix}-floor`, floorSubnet!);
     // They carry the managed label: left in place the agent would (rightly) remove them as orphans.
     await podman(["rm", "-f", "-t", "0", ...Array.from({ length: 20 }, (_, i) => `${prefix}-floor-${i}`)]);
-    writeNetworkConfig(store.dir, `${prefix}-a`, agentSubnet!);
-    writeNetworkConfig(store.dir, `${prefix}-i10`, idle10Subnet!);
-    writeNetworkConfig(store.dir, `${prefix}-i100`, idle100Subnet!);
+    await store.createNetwork(`${prefix}-a`, agentSubnet!);
+    await store.createNetwork(`${prefix}-i10`, idle10Subnet!);
+    await store.createNetwork(`${prefix}-i100`, idle100Subnet!);
     const state20 = join(work, "20.json");
     writeFileSync(state20, JSON.stringify(expected("a", 20, agentSubnet!)));
     const agent20 = await agentReconcile(state20, `${prefix}-a`, agentSubnet!, env);

@@ -6,7 +6,8 @@
 set -euo pipefail
 
 PACKAGES=(podman runc caddy dnsmasq dnsutils wireguard-tools wireguard-go iproute2 docker-registry
-          buildah skopeo busybox-static git curl ca-certificates iptables iputils-ping openssl)
+          buildah skopeo busybox-static git curl ca-certificates iptables iputils-ping openssl
+          netavark aardvark-dns)
 TEST_IMAGE=localhost/busybox:test
 # A web server image for the example and the reconcile tests (expected state carries no command).
 # sh traps SIGTERM so `podman stop` is immediate (httpd as PID 1 ignores it).
@@ -45,6 +46,15 @@ for svc in caddy dnsmasq docker-registry; do
 done
 
 conf=/etc/containers/containers.conf
+# Podman's network backend, said explicitly: with netavark installed (the tests also run the agent
+# on it, in worlds of their own), podman would otherwise switch to it by itself on a fresh host.
+# PODMAN_NETWORK_BACKEND chooses; else the one already pinned here, else what this podman uses now
+# (an older setup without a pin), else CNI: Debian 12's default, what its servers run.
+backend=${PODMAN_NETWORK_BACKEND:-}
+[ -n "$backend" ] || backend=$(sed -n 's/^network_backend = "\(.*\)"$/\1/p' "$conf" 2>/dev/null || true)
+if [ -z "$backend" ] && [ -f "$conf" ]; then backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null || true); fi
+backend=${backend:-cni}
+case "$backend" in cni|netavark) ;; *) say "PODMAN_NETWORK_BACKEND must be cni or netavark (got $backend)"; exit 2 ;; esac
 if [ ! -f "$conf" ] || grep -q "$MARKER" "$conf"; then
   nofile_hard=$(ulimit -Hn)
   limit=10000
@@ -57,6 +67,9 @@ default_ulimits = ["nofile=$limit:$limit","nproc=$limit:$limit"]
 
 [engine]
 runtime = "runc"
+
+[network]
+network_backend = "$backend"
 CONF
 )
   if [ "$(cat "$conf" 2>/dev/null)" != "$desired" ]; then
@@ -96,4 +109,4 @@ if ! podman image exists "$WEB_IMAGE" 2>/dev/null; then
     --change 'EXPOSE 8080' "$web.tar" "$WEB_IMAGE" >/dev/null
   rm -rf "$web" "$web.tar"
 fi
-say "host ready ($(podman --version), $(caddy version 2>/dev/null | cut -d' ' -f1), dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}'))"
+say "host ready ($(podman --version), network backend $(podman info --format '{{.Host.NetworkBackend}}'), $(caddy version 2>/dev/null | cut -d' ' -f1), dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}'))"

@@ -139,7 +139,9 @@ describe("agent reconcile --once --state (real Podman)", () => {
   });
 
   test("a deployment no longer expected goes running → stopped → removed; unlabelled containers are never touched", async () => {
-    await podman(["run", "-d", "--name", `${prefix}-unlabelled`, "--network", network, WEB_IMAGE]);
+    // Outside the addresses the expected states use (.11–.15): CNI would otherwise hand it the next one
+    // (taking an address on purpose is tested in test/integration/leftovers.test.ts).
+    await podman(["run", "-d", "--name", `${prefix}-unlabelled`, "--network", network, "--ip", `10.200.${subnetId}.200`, WEB_IMAGE]);
     const unlabelled = (await byName(`${prefix}-unlabelled`))!;
     const res = await reconcile(join(tmp.path, "dry.json"));
     expect(res.exitCode).toBe(0);
@@ -152,7 +154,7 @@ describe("agent reconcile --once --state (real Podman)", () => {
   });
 
   test("an orphan without a deployment id is removed", async () => {
-    await podman(["run", "-d", "--name", `${prefix}-orphan`, "--label", `techulus.service.id=${prefix}-svcX`, "--network", network, WEB_IMAGE]);
+    await podman(["run", "-d", "--name", `${prefix}-orphan`, "--label", `techulus.service.id=${prefix}-svcX`, "--network", network, "--ip", `10.200.${subnetId}.201`, WEB_IMAGE]);
     const res = await reconcile(join(tmp.path, "dry.json"));
     expect(res.exitCode).toBe(0);
     expect(res.json.applied[0].reason).toContain("techulus.deployment.id");
