@@ -5,7 +5,9 @@
 # image localhost/busybox:test. Safe to run any number of times.
 set -euo pipefail
 
-PACKAGES=(podman runc caddy dnsmasq dnsutils wireguard-tools wireguard-go iproute2 docker-registry
+# containernetworking-plugins: Podman's CNI backend. Named, since podman depends only on "a
+# container-network-stack", which netavark alone satisfies when both are installed together.
+PACKAGES=(podman runc containernetworking-plugins caddy dnsmasq dnsutils wireguard-tools wireguard-go iproute2 docker-registry
           buildah skopeo busybox-static git curl ca-certificates iptables iputils-ping openssl
           netavark aardvark-dns)
 TEST_IMAGE=localhost/busybox:test
