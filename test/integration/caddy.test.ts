@@ -72,7 +72,9 @@ function backend(name: string): string {
 }
 
 async function get(host: string, port = httpPort): Promise<{ status: number; body: string; serviceHeader?: string }> {
-  const res = await request(`http://127.0.0.1:${port}/`, { headers: { host }, headersTimeout: 5000, bodyTimeout: 5000 });
+  // A fresh connection each time: Caddy closes idle keep-alive connections when it loads a new config,
+  // and a request on one it just closed fails with "other side closed".
+  const res = await request(`http://127.0.0.1:${port}/`, { headers: { host }, headersTimeout: 5000, bodyTimeout: 5000, reset: true });
   const tag = res.headers["x-techulus-service-id"];
   return { status: res.statusCode, body: await res.body.text(), serviceHeader: Array.isArray(tag) ? tag.join(",") : tag };
 }
