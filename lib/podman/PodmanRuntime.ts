@@ -149,7 +149,10 @@ export class PodmanRuntime implements ContainerRuntime {
       if (!isAddressConflict(err)) throw err;
       // Something holds the port or address: a leftover of a cut-short operation is repaired and
       // the deploy tried once more; a container the agent does not manage is named, never touched.
-      const outcome = await this.healer.heal(needsOf({ containers: [c] }));
+      const outcome = await this.healer.heal(needsOf({ containers: [c] })).catch((healErr: unknown) => {
+        log.warn(`cannot look for what holds ${c.name}'s port or address: ${errorMessage(healErr)}`);
+        throw err;
+      });
       if (outcome.foreign.length > 0) {
         const holders = outcome.foreign.map((f) => `${describeLeftover(f)}: ${remedyOf(f)}`).join("; ");
         throw new AgentError(`cannot deploy ${c.name}: ${holders}`, { cause: err });

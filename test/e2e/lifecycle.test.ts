@@ -12,7 +12,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readConmonProcesses } from "../../lib/podman/conmonProcesses.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
-import { runAgentCli, startAgentCli, tempDir } from "../support/agentBinary.ts";
+import { runAgentJson, startAgentCli, tempDir } from "../support/agentBinary.ts";
 import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
 import { STUBBORN_CMD } from "../support/leftoverMakers.ts";
 import { buildTestImage, freePort, podman as hostPodman, pushImage, servicePids, startRegistry, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
@@ -64,14 +64,7 @@ const ENV = () => ({ ...world.env, AGENT_LOG_LEVEL: "debug", AGENT_INSECURE_REGI
 
 async function reconcileOnce(dataDir: string, statePath?: string) {
   const source = statePath ? ["--state", statePath, "--subnet-id", String(subnetId)] : [];
-  const res = await runAgentCli(["reconcile", "--once", "--json", "--data-dir", dataDir, ...source, ...COMMON], { env: ENV(), timeoutMs: 170_000 });
-  let json: any;
-  try {
-    json = JSON.parse(res.stdout);
-  } catch {
-    json = undefined;
-  }
-  return { ...res, json };
+  return runAgentJson(["reconcile", "--once", "--json", "--data-dir", dataDir, ...source, ...COMMON], { env: ENV(), timeoutMs: 170_000 });
 }
 
 /** A new tag of `source` in the registry: the agent has to pull it. */

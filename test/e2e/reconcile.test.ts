@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FileLock } from "../../lib/fs/fileLock.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
-import { runAgentCli, startAgentCli, tempDir } from "../support/agentBinary.ts";
+import { runAgentCli, runAgentJson, startAgentCli, tempDir } from "../support/agentBinary.ts";
 import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
 import { buildTestImage, freePort, podman as hostPodman, uniquePrefix, waitFor } from "../support/podman.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
@@ -47,17 +47,10 @@ function writeState(name: string, state: unknown): string {
 }
 
 async function reconcile(statePath: string, extra: string[] = [], dataDir = join(tmp.path, "data")) {
-  const res = await runAgentCli(
+  return runAgentJson(
     ["reconcile", "--once", "--json", "--state", statePath, "--data-dir", dataDir, "--network-name", network, "--subnet-id", String(subnetId), "--dns-port", "0", ...extra],
     { env, timeoutMs: 170_000 },
   );
-  let json: any;
-  try {
-    json = JSON.parse(res.stdout);
-  } catch {
-    json = undefined;
-  }
-  return { ...res, json };
 }
 
 interface PsRow {

@@ -53,6 +53,18 @@ export async function runAgentCli(args: string[], options: { env?: Record<string
   return { exitCode, stdout, stderr };
 }
 
+/** Runs the compiled agent with `--json` and parses stdout (undefined when it printed no JSON). */
+export async function runAgentJson(args: string[], options: Parameters<typeof runAgentCli>[1] = {}): Promise<AgentResult & { json: any }> {
+  const res = await runAgentCli(args, options);
+  let json: any;
+  try {
+    json = JSON.parse(res.stdout);
+  } catch {
+    json = undefined;
+  }
+  return { ...res, json };
+}
+
 /**
  * Starts the compiled agent in the background; the caller stops it. `processGroup`: in a process
  * group of its own (through setsid), so `signalGroup` reaches the agent and every child it did not
