@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { readConmonProcesses } from "../../lib/podman/conmonProcesses.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
 import { runAgentJson, startAgentCli, tempDir } from "../support/agentBinary.ts";
-import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
+import { freeSubnetId, startIsolatedPodman, type IsolatedPodman, type PsRow } from "../support/isolatedPodman.ts";
 import { STUBBORN_CMD } from "../support/leftoverMakers.ts";
 import { buildTestImage, freePort, podman as hostPodman, pushImage, servicePids, startRegistry, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
 
@@ -79,16 +79,8 @@ async function freshLocalImage(source = WEB_IMAGE): Promise<string> {
   return image;
 }
 
-interface PsRow {
-  Id: string;
-  Names: string[];
-  State: string;
-  Image: string;
-  Labels: Record<string, string> | null;
-}
-
 async function containersOf(deploymentN: number): Promise<PsRow[]> {
-  const rows = JSON.parse(await world.podman(["ps", "-a", "--format", "json"])) as PsRow[];
+  const rows = await world.ps();
   return rows.filter((r) => r.Labels?.["techulus.deployment.id"] === `${prefix}-dep${deploymentN}`);
 }
 
@@ -99,7 +91,7 @@ async function expectConverged(deployments: Deployment[]): Promise<void> {
     expect(rows.map((r) => `${r.State} ${r.Image}`)).toEqual([`running ${d.image}`]);
   }
   await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status).catch(() => 0)) === 200, 15_000, "the published port to answer");
-  const known = new Set((JSON.parse(await world.podman(["ps", "-a", "--format", "json"])) as PsRow[]).map((r) => r.Id));
+  const known = new Set((await world.ps()).map((r) => r.Id));
   const strays = readConmonProcesses().filter((c) => c.storageRoot === join(world.dir, "root") && !known.has(c.containerId));
   expect(strays.map((c) => `conmon ${c.pid} of ${c.name}`)).toEqual([]);
 }

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { FileLock } from "../../lib/fs/fileLock.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
 import { runAgentCli, runAgentJson, startAgentCli, tempDir } from "../support/agentBinary.ts";
-import { freeSubnetId, startIsolatedPodman, type IsolatedPodman } from "../support/isolatedPodman.ts";
+import { freeSubnetId, startIsolatedPodman, type IsolatedPodman, type PsRow } from "../support/isolatedPodman.ts";
 import { buildTestImage, freePort, podman as hostPodman, uniquePrefix, waitFor } from "../support/podman.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
 
@@ -53,16 +53,8 @@ async function reconcile(statePath: string, extra: string[] = [], dataDir = join
   );
 }
 
-interface PsRow {
-  Id: string;
-  Names: string[];
-  State: string;
-  Image: string;
-  Labels: Record<string, string> | null;
-}
-
 async function ours(world: IsolatedPodman = service): Promise<PsRow[]> {
-  const rows = JSON.parse(await world.podman(["ps", "-a", "--format", "json"])) as PsRow[];
+  const rows = await world.ps();
   return rows.filter((r) => r.Names.some((n) => n.startsWith(prefix)));
 }
 

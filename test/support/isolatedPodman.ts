@@ -25,6 +25,15 @@ import { pingPodmanSocket } from "../../lib/podman/PodmanSocket.ts";
 
 export type NetworkBackend = "cni" | "netavark";
 
+/** One row of `podman ps -a --format json`. */
+export interface PsRow {
+  Id: string;
+  Names: string[];
+  State: string;
+  Image: string;
+  Labels: Record<string, string> | null;
+}
+
 export interface IsolatedPodman {
   dir: string;
   socketPath: string;
@@ -35,6 +44,8 @@ export interface IsolatedPodman {
   containerHost: string;
   /** The podman CLI against this world. */
   podman(args: string[], options?: { allowFailure?: boolean }): Promise<string>;
+  /** Every container of this world (`podman ps -a`). */
+  ps(): Promise<PsRow[]>;
   /** A bridge network 10.200.N.0/24 (gateway .1, no DNS) with a unique bridge name; removed by stop(). */
   createNetwork(name: string, subnetId: number): Promise<void>;
   stop(): Promise<void>;
@@ -113,7 +124,8 @@ export async function startIsolatedPodman(optionsOrDir: IsolatedPodmanOptions | 
     throw err;
   }
   const env: Record<string, string> = options.service === false ? { ...configEnv } : { ...configEnv, CONTAINER_HOST: `unix://${socketPath}` };
-  return { dir, socketPath, backend, env, containerHost: `unix://${socketPath}`, podman, createNetwork, stop };
+  const ps = async () => JSON.parse((await podman(["ps", "-a", "--format", "json"])) || "[]") as PsRow[];
+  return { dir, socketPath, backend, env, containerHost: `unix://${socketPath}`, podman, ps, createNetwork, stop };
 }
 
 /**
