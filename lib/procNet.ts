@@ -45,35 +45,65 @@ export function parseLocalAddresses(fibTrie: string): string[] {
   return [...found].sort();
 }
 
-/** Ports the sockets open in `pid` listen on (sockets it holds, not the whole namespace's). */
-export function readListeningPorts(pid: number, procRoot = "/proc"): ListeningSocket[] {
-  const inodes = new Set<number>();
+/**
+ * Listening sockets by inode, per network namespace: the socket tables are read once for all the
+ * processes of one namespace (every conmon lives in the host's), not once per process.
+ */
+export class SocketTables {
+  private readonly byNamespace = new Map<string, Map<number, ListeningSocket>>();
+
+  constructor(private readonly procRoot = "/proc") {}
+
+  /** Ports the sockets open in `pid` listen on (sockets it holds, not the whole namespace's). */
+  listeningPorts(pid: number): ListeningSocket[] {
+    const inodes = socketInodes(pid, this.procRoot);
+    if (inodes.length === 0) return [];
+    const table = this.tableOf(pid);
+    return inodes.map((inode) => table.get(inode)).filter((s): s is ListeningSocket => s !== undefined);
+  }
+
+  private tableOf(pid: number): Map<number, ListeningSocket> {
+    let namespace: string;
+    try {
+      namespace = readlinkSync(`${this.procRoot}/${pid}/ns/net`);
+    } catch {
+      namespace = `pid:${pid}`;
+    }
+    let table = this.byNamespace.get(namespace);
+    if (!table) {
+      table = new Map();
+      for (const [file, protocol] of [["tcp", "tcp"], ["tcp6", "tcp"], ["udp", "udp"], ["udp6", "udp"]] as const) {
+        let text: string;
+        try {
+          text = readFileSync(`${this.procRoot}/${pid}/net/${file}`, "utf8");
+        } catch {
+          continue;
+        }
+        for (const socket of parseSocketTable(text, protocol)) table.set(socket.inode, socket);
+      }
+      this.byNamespace.set(namespace, table);
+    }
+    return table;
+  }
+}
+
+function socketInodes(pid: number, procRoot: string): number[] {
   let fds: string[];
   try {
     fds = readdirSync(`${procRoot}/${pid}/fd`);
   } catch {
     return [];
   }
+  const inodes: number[] = [];
   for (const fd of fds) {
     try {
       const m = readlinkSync(`${procRoot}/${pid}/fd/${fd}`).match(/^socket:\[(\d+)\]$/);
-      if (m) inodes.add(Number(m[1]));
+      if (m) inodes.push(Number(m[1]));
     } catch {
       // closed meanwhile
     }
   }
-  if (inodes.size === 0) return [];
-  const out: ListeningSocket[] = [];
-  for (const [file, protocol] of [["tcp", "tcp"], ["tcp6", "tcp"], ["udp", "udp"], ["udp6", "udp"]] as const) {
-    let text: string;
-    try {
-      text = readFileSync(`${procRoot}/${pid}/net/${file}`, "utf8");
-    } catch {
-      continue;
-    }
-    for (const socket of parseSocketTable(text, protocol)) if (inodes.has(socket.inode)) out.push(socket);
-  }
-  return out;
+  return inodes;
 }
 
 /** Local IPv4 addresses (not loopback) of the network namespace `pid` lives in. */

@@ -4,7 +4,8 @@ import { logger } from "../logger.ts";
 import { killProcessTree } from "../processTree.ts";
 import { LABEL_SERVICE_ID } from "../state/types.ts";
 import { readReservations, releaseReservation } from "./cniReservations.ts";
-import { readConmonProcesses } from "./conmonProcesses.ts";
+import { readConmonProcesses, withHoldings } from "./conmonProcesses.ts";
+import { SocketTables } from "../procNet.ts";
 import { ContainerList } from "./containerSpec.ts";
 import { describeLeftover, findLeftovers, healsByItself, remedyOf, type Leftover, type LeftoverSnapshot, type Needs } from "./leftovers.ts";
 import type { PodmanApi } from "./PodmanApi.ts";
@@ -41,8 +42,7 @@ export class LeftoverHealer {
   async snapshot(): Promise<LeftoverSnapshot> {
     const subnet = await this.networkSubnet();
     const reservations = subnet ? readReservations(this.networkName, subnet) : [];
-    const root = await this.storageRoot();
-    const conmons = readConmonProcesses().filter((c) => c.storageRoot === root);
+    const found = readConmonProcesses();
     const listed = ContainerList.parse(await this.api.json("GET", "/containers/json", { query: { all: true } })) ?? [];
     const containers = listed.map((c) => ({
       id: c.Id,
@@ -50,6 +50,17 @@ export class LeftoverHealer {
       state: (c.State ?? "").toLowerCase(),
       managed: c.Labels?.[LABEL_SERVICE_ID] !== undefined,
     }));
+    const known = new Map(containers.map((c) => [c.id, c]));
+    // A conmon of an unknown container may belong to another Podman (another storage root). This
+    // Podman's root is what the conmons of its known containers say, else /info (slow) is asked.
+    const unknown = found.filter((c) => !known.has(c.containerId));
+    const root = unknown.length === 0 ? undefined : (found.find((c) => known.has(c.containerId) && c.storageRoot)?.storageRoot ?? (await this.storageRoot()));
+    // What a conmon holds matters only when its container is unknown or not managed: the others
+    // (most of them) are not read.
+    const sockets = new SocketTables();
+    const conmons = found
+      .filter((c) => known.has(c.containerId) || c.storageRoot === root)
+      .map((c) => (known.get(c.containerId)?.managed ? { ...c, ports: [], addresses: [] } : withHoldings(c, sockets)));
     return { containers, conmons, reservations };
   }
 

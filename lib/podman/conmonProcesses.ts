@@ -1,13 +1,13 @@
 /**
  * The `conmon` processes of this machine: one per running Podman container, outliving whichever
- * podman process started it. Each is read from /proc with what it holds: the host ports its
- * sockets listen on (Podman hands a container's published ports to its conmon) and the addresses
- * of its container's network namespace.
+ * podman process started it, read from /proc. What one holds — the host ports its sockets listen
+ * on (Podman hands a container's published ports to its conmon) and the addresses of its
+ * container's network namespace — is read only for the conmons asked about (`withHoldings`).
  */
 import { basename } from "node:path";
 import { readFileSync } from "node:fs";
 import { allProcesses } from "../processTree.ts";
-import { readListeningPorts, readLocalAddresses, type ListeningSocket } from "../procNet.ts";
+import { readLocalAddresses, type ListeningSocket, type SocketTables } from "../procNet.ts";
 
 export interface ConmonCommand {
   containerId: string;
@@ -17,10 +17,13 @@ export interface ConmonCommand {
   storageRoot?: string;
 }
 
-export interface ConmonProcess extends ConmonCommand {
+export interface Conmon extends ConmonCommand {
   pid: number;
   /** The container's first process (conmon's child), when it still runs. */
   containerPid?: number;
+}
+
+export interface ConmonProcess extends Conmon {
   ports: ListeningSocket[];
   /** Local addresses of the container's network namespace (loopback left out). */
   addresses: string[];
@@ -46,10 +49,12 @@ export function parseConmonCommandLine(argv: readonly string[]): ConmonCommand |
   return { containerId, ...(name ? { name } : {}), ...(storageRoot ? { storageRoot } : {}) };
 }
 
-/** Every live conmon on this machine, with the ports it holds and its container's addresses. */
-export function readConmonProcesses(): ConmonProcess[] {
+/** Every live conmon on this machine. */
+export function readConmonProcesses(): Conmon[] {
   const processes = allProcesses();
-  const out: ConmonProcess[] = [];
+  const childOf = new Map<number, number>();
+  for (const p of processes) if (!childOf.has(p.ppid)) childOf.set(p.ppid, p.pid);
+  const out: Conmon[] = [];
   for (const { pid, comm } of processes) {
     if (comm !== "conmon") continue;
     let argv: string[];
@@ -60,14 +65,17 @@ export function readConmonProcesses(): ConmonProcess[] {
     }
     const command = parseConmonCommandLine(argv);
     if (!command) continue;
-    const containerPid = processes.find((p) => p.ppid === pid)?.pid;
-    out.push({
-      ...command,
-      pid,
-      ...(containerPid !== undefined ? { containerPid } : {}),
-      ports: readListeningPorts(pid),
-      addresses: containerPid !== undefined ? readLocalAddresses(containerPid) : [],
-    });
+    const containerPid = childOf.get(pid);
+    out.push({ ...command, pid, ...(containerPid !== undefined ? { containerPid } : {}) });
   }
   return out;
+}
+
+/** The ports `conmon` holds and its container's addresses (`sockets` is shared by the conmons of one look). */
+export function withHoldings(conmon: Conmon, sockets: SocketTables): ConmonProcess {
+  return {
+    ...conmon,
+    ports: sockets.listeningPorts(conmon.pid),
+    addresses: conmon.containerPid !== undefined ? readLocalAddresses(conmon.containerPid) : [],
+  };
 }

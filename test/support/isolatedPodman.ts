@@ -21,7 +21,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, spawn } from "../../lib/exec.ts";
+import { readConmonProcesses } from "../../lib/podman/conmonProcesses.ts";
 import { pingPodmanSocket } from "../../lib/podman/PodmanSocket.ts";
+import { killProcessTree } from "../../lib/processTree.ts";
 
 export type NetworkBackend = "cni" | "netavark";
 
@@ -97,6 +99,9 @@ export async function startIsolatedPodman(optionsOrDir: IsolatedPodmanOptions | 
     service?.kill("SIGTERM");
     await Promise.race([service?.catch(() => undefined), Bun.sleep(10_000)]);
     service = undefined;
+    // conmons of this world whose container it forgot (a test's leftovers, or `rm -f` of a
+    // container stuck stopping) would run on for ever.
+    for (const c of readConmonProcesses()) if (c.storageRoot === join(dir, "root")) await killProcessTree(c.pid, { graceMs: 2000 });
     // Services an agent started for this world (they would exit by themselves once idle).
     for (const pid of processesOfWorld(configEnv.CONTAINERS_CONF!)) process.kill(pid, "SIGTERM");
     rmSync(dir, { recursive: true, force: true });
