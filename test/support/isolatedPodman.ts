@@ -17,13 +17,14 @@
  * name: podman would otherwise pick `podmanN`/`cni-podmanN`, which may belong to the shared world.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, spawn } from "../../lib/exec.ts";
 import { readConmonProcesses } from "../../lib/podman/conmonProcesses.ts";
 import { pingPodmanSocket } from "../../lib/podman/PodmanSocket.ts";
 import { killProcessTree } from "../../lib/processTree.ts";
+import { processesWhere } from "./podman.ts";
 
 export type NetworkBackend = "cni" | "netavark";
 
@@ -103,7 +104,8 @@ export async function startIsolatedPodman(optionsOrDir: IsolatedPodmanOptions | 
     // container stuck stopping) would run on for ever.
     for (const c of readConmonProcesses()) if (c.storageRoot === join(dir, "root")) await killProcessTree(c.pid, { graceMs: 2000 });
     // Services an agent started for this world (they would exit by themselves once idle).
-    for (const pid of processesOfWorld(configEnv.CONTAINERS_CONF!)) process.kill(pid, "SIGTERM");
+    const marker = `CONTAINERS_CONF=${configEnv.CONTAINERS_CONF}`;
+    for (const pid of processesWhere(({ argv, environ }) => argv[0]?.endsWith("podman") === true && environ().includes(marker))) process.kill(pid, "SIGTERM");
     rmSync(dir, { recursive: true, force: true });
   };
 
@@ -170,22 +172,6 @@ function writeWorldConfig(dir: string, backend: NetworkBackend): Record<string, 
   );
   writeFileSync(storageConf, ["[storage]", `driver = "overlay"`, `graphroot = "${join(dir, "root")}"`, `runroot = "${join(dir, "runroot")}"`, ""].join("\n"));
   return { CONTAINERS_CONF: containersConf, CONTAINERS_STORAGE_CONF: storageConf };
-}
-
-/** Pids of podman processes started with this world's CONTAINERS_CONF. */
-function processesOfWorld(containersConf: string): number[] {
-  const marker = `CONTAINERS_CONF=${containersConf}`;
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (!readFileSync(`/proc/${name}/comm`, "utf8").startsWith("podman")) continue;
-      if (readFileSync(`/proc/${name}/environ`, "utf8").split("\0").includes(marker)) out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
 }
 
 /** A subnet id N in 100–249 such that 10.200.N.0/24 is used by no podman network of this machine and no route. */

@@ -16,10 +16,11 @@
  *   buildTestImage(name, cmd)          builds <name> FROM localhost/busybox:test with the given CMD (argv); returns name
  *   waitFor(predicate, timeoutMs, what) polls an async predicate every 100 ms; rejects naming `what` on timeout
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, spawn, type ExecOptions } from "../../lib/exec.ts";
+import { allProcesses } from "../../lib/processTree.ts";
 import { startPodmanService as startService, type PodmanSocket } from "../../lib/podman/PodmanSocket.ts";
 
 export const TEST_IMAGE = "localhost/busybox:test";
@@ -62,21 +63,24 @@ export async function endPodmanService(socket: Pick<PodmanSocket, "socketPath" |
   for (const pid of servicePids(socket.socketPath)) process.kill(pid, "SIGKILL");
 }
 
-/** Pids of `podman system service` processes serving `socketPath`. */
-export function servicePids(socketPath: string): number[] {
+/** Live processes whose argv (and, when asked, environment) `match` accepts. */
+export function processesWhere(match: (p: { argv: string[]; environ: () => string[] }) => boolean): number[] {
   const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    let argv: string[];
+  for (const { pid } of allProcesses()) {
+    if (pid === process.pid) continue;
     try {
-      argv = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
-      if (readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.startsWith("Z")) continue;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      if (match({ argv, environ: () => readFileSync(`/proc/${pid}/environ`, "utf8").split("\0") })) out.push(pid);
     } catch {
-      continue;
+      // gone meanwhile
     }
-    if (argv.includes("service") && argv.includes(`unix://${socketPath}`)) out.push(Number(name));
   }
   return out;
+}
+
+/** Pids of `podman system service` processes serving `socketPath`. */
+export function servicePids(socketPath: string): number[] {
+  return processesWhere(({ argv }) => argv.includes("service") && argv.includes(`unix://${socketPath}`));
 }
 
 /** Removes everything of one run. Never touches a name without the prefix. */
