@@ -76,7 +76,7 @@ Prints the pushed image reference with its digest. Exit codes: 0 pushed, 1 the b
         if (given.length > 0 || (opts.secret as string[]).length > 0) {
           throw new UsageError(`--build-id takes everything from the control plane; drop ${[...given.map(flagOf), ...((opts.secret as string[]).length ? ["--secret"] : [])].join(", ")}`);
         }
-        const dataDir = new DataDir(settings.dataDir!);
+        const dataDir = DataDir.open(settings.dataDir!);
         if (!dataDir.hasIdentity()) {
           throw new UsageError(`--build-id needs a registered node, and ${dataDir.root} has no identity`, "register first with: agent run --url https://control-plane.example --token <token>");
         }

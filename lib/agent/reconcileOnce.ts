@@ -66,7 +66,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
   const started = performance.now();
   const interrupt = new AbortController();
   const stopListening = onShutdown(() => interrupt.abort());
-  const dataDir = new DataDir(options.settings.dataDir!);
+  const dataDir = DataDir.open(options.settings.dataDir!);
   // A dry run changes nothing, so it never waits for a running agent.
   const lock = options.dryRun ? undefined : await dataDir.lock({ waitMs: options.lockWaitMs });
   try {

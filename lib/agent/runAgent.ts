@@ -44,7 +44,7 @@ export type RunSettings = NodeSettings &
 export async function runAgent(settings: RunSettings): Promise<void> {
   // A signal during start-up (kept by lib/shutdownSignals) ends the agent once it has started.
   const signalled = shutdownSignal();
-  const dataDir = new DataDir(settings.dataDir!);
+  const dataDir = DataDir.open(settings.dataDir!);
   const lock = await dataDir.lock();
   try {
     const { identity, client } = await ensureRegistered({

@@ -1,10 +1,14 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { AgentError } from "../errors.ts";
+import { AgentError, UsageError } from "../errors.ts";
 import { FileLock } from "../fs/fileLock.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../fs/atomicWrite.ts";
+import { logger } from "../logger.ts";
 import { PeerWire, describeIssues } from "../controlplane/schemas.ts";
+import { inspectDataDir, judgeDataDir } from "./dataDirRules.ts";
+
+const log = logger("datadir");
 
 /** What registration gave this server; persisted in config.json (0600). */
 export const Identity = z.object({
@@ -21,6 +25,17 @@ export type Identity = z.infer<typeof Identity>;
 /** The agent's data directory (PROTOCOL.md "Data directory"). */
 export class DataDir {
   constructor(readonly root: string) {}
+
+  /**
+   * The data dir a command was given (--data-dir), refused with a usage error when it is not a
+   * folder the agent may take as its own (lib/datadir/dataDirRules); nothing is created here.
+   */
+  static open(root: string, onWarning: (message: string) => void = (message) => log.warn(message)): DataDir {
+    const verdict = judgeDataDir(inspectDataDir(root, process.getuid?.() ?? 0));
+    if (verdict.refusal) throw new UsageError(`--data-dir: ${verdict.refusal}`);
+    if (verdict.warning) onWarning(verdict.warning);
+    return new DataDir(root);
+  }
 
   get configFile() {
     return join(this.root, "config.json");
@@ -52,11 +67,13 @@ export class DataDir {
     return join(this.root, "state");
   }
 
-  /** Creates the folder tree with 0700, tightening a folder that exists with looser modes. */
+  /**
+   * Creates the folders that are missing with mode 0700 (also under a umask that would take bits
+   * away). A folder that exists keeps its mode: the agent never re-permissions what it did not create.
+   */
   ensure(): void {
     for (const dir of [this.root, join(this.root, "keys"), this.stateDir]) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if ((statSync(dir).mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+      if (mkdirSync(dir, { recursive: true, mode: 0o700 }) !== undefined) chmodSync(dir, 0o700);
     }
   }
 

@@ -79,7 +79,8 @@ export class DoctorContext {
 
   constructor(options: DoctorContextOptions) {
     this.settings = options.settings;
-    this.dataDir = new DataDir(options.settings.dataDir!);
+    // A folder the agent would refuse is refused here too; a loose mode is the datadir.dir check's finding.
+    this.dataDir = DataDir.open(options.settings.dataDir!, () => {});
     this.stateLocation = options.state;
     this.subnetIdOverride = options.subnetId;
     this.env = options.env ?? process.env;

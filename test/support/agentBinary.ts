@@ -39,9 +39,15 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): Record
   return env;
 }
 
-/** Runs the compiled agent to completion. */
-export async function runAgentCli(args: string[], options: { env?: Record<string, string | undefined>; timeoutMs?: number; stdin?: string } = {}): Promise<AgentResult> {
-  const proc = Bun.spawn([agentBinary(), ...args], {
+/**
+ * Runs the compiled agent to completion. `wrapper`: a command that runs it, the agent's argv
+ * appended (`setpriv --reuid=65534`, a mount namespace of its own).
+ */
+export async function runAgentCli(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; timeoutMs?: number; stdin?: string; wrapper?: string[] } = {},
+): Promise<AgentResult> {
+  const proc = Bun.spawn([...(options.wrapper ?? []), agentBinary(), ...args], {
     env: cleanEnv(options.env),
     stdout: "pipe",
     stderr: "pipe",
