@@ -1,6 +1,6 @@
 import { Command, Option } from "commander";
 import { SETTINGS, resolveSettings, type SettingKey, type Settings } from "../lib/config/settings.ts";
-import { configureLogging } from "../lib/logger.ts";
+import { configureLogging, logger } from "../lib/logger.ts";
 
 /** Adds the flags of the given settings (plus --config) to a command. */
 export function addSettingOptions(cmd: Command, keys: readonly SettingKey[]): Command {
@@ -16,11 +16,12 @@ export function addSettingOptions(cmd: Command, keys: readonly SettingKey[]): Co
   return cmd;
 }
 
-/** Resolves the settings of a command (flags > env > file > defaults) and applies the log format. */
+/** Resolves the settings of a command (flags > env > file > defaults), applies the log format and logs what is wrong with the config file. */
 export function settingsFor<K extends SettingKey>(cmd: Command, keys: readonly K[]): Settings<K> {
   const opts = cmd.opts() as Record<string, unknown>;
   const settings = resolveSettings(keys, { flags: opts, env: process.env, configFile: opts.config as string | undefined });
   const format = (settings as Record<string, unknown>).logFormat;
   if (format === "text" || format === "json") configureLogging({ format });
+  for (const warning of settings.configWarnings ?? []) logger("config").warn(warning);
   return settings;
 }

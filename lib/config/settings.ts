@@ -1,7 +1,8 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import { parseFlagJson, readFlagFile } from "../fs/readFlagFile.ts";
+import { judgeConfigFile, type ConfigFileVerdict } from "./configFileRules.ts";
 
 /**
  * Every setting is declared once here: its flag, its environment variable, its config-file key,
@@ -16,6 +17,8 @@ export interface SettingSpec<T> {
   kind: "string" | "boolean" | "number" | "list";
   schema: z.ZodType<T>;
   default?: T;
+  /** Whether a value of this setting, as written in a config file, is a secret. */
+  secret?: (value: unknown) => boolean;
 }
 
 const httpUrl = z
@@ -35,8 +38,12 @@ function spec<T>(s: SettingSpec<T>): SettingSpec<T> {
   return s;
 }
 
+const always = () => true;
+/** `https://user:password@host/…`: the URL carries a credential. */
+const hasCredentials = (value: unknown) => typeof value === "string" && /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(value.trim());
+
 export const SETTINGS = {
-  url: spec({ key: "url", flag: "--url <url>", env: "AGENT_URL", kind: "string", description: "control plane base URL", schema: httpUrl }),
+  url: spec({ key: "url", flag: "--url <url>", env: "AGENT_URL", kind: "string", description: "control plane base URL", schema: httpUrl, secret: hasCredentials }),
   token: spec({
     key: "token",
     flag: "--token <token>",
@@ -44,6 +51,7 @@ export const SETTINGS = {
     kind: "string",
     description: "one-time registration token (first start only)",
     schema: z.string().trim().min(1, "must not be empty"),
+    secret: always,
   }),
   dataDir: spec({
     key: "dataDir",
@@ -61,6 +69,7 @@ export const SETTINGS = {
     kind: "string",
     description: "VictoriaLogs base URL for build and container logs",
     schema: httpUrl,
+    secret: hasCredentials,
   }),
   proxy: spec({
     key: "proxy",
@@ -87,6 +96,7 @@ export const SETTINGS = {
     kind: "string",
     description: "Caddy's admin API",
     schema: httpUrl,
+    secret: hasCredentials,
     default: "http://127.0.0.1:2019",
   }),
   traefikDynamicDir: spec({
@@ -323,6 +333,7 @@ export const SETTINGS = {
     kind: "string",
     description: "GitHub REST API base URL (GitHub Enterprise Server: https://HOST/api/v3)",
     schema: httpUrl,
+    secret: hasCredentials,
     default: "https://api.github.com",
   }),
   githubUrl: spec({
@@ -332,6 +343,7 @@ export const SETTINGS = {
     kind: "string",
     description: "GitHub web/git base URL that repositories are cloned from (default: from --github-api-url)",
     schema: httpUrl,
+    secret: hasCredentials,
   }),
 } as const;
 
@@ -339,6 +351,8 @@ export type SettingKey = keyof typeof SETTINGS;
 type SettingValue<K extends SettingKey> = (typeof SETTINGS)[K] extends SettingSpec<infer T> ? T : never;
 export type Settings<K extends SettingKey = SettingKey> = { [P in K]: SettingValue<P> | undefined } & {
   configFile?: string;
+  /** What a person should know about the config file (a secret others can read); logged by the CLI. */
+  configWarnings?: string[];
 };
 
 export const CONFIG_FILE_ENV = "AGENT_CONFIG";
@@ -354,8 +368,8 @@ export interface SettingSources {
 
 /** Resolves settings with precedence flags > environment > config file > defaults. */
 export function resolveSettings<K extends SettingKey>(keys: readonly K[], sources: SettingSources): Settings<K> {
-  const { path: configPath, values: fileValues } = readConfigFile(sources);
-  const out: Record<string, unknown> = { configFile: configPath };
+  const { path: configPath, values: fileValues, warnings } = readConfigFile(sources);
+  const out: Record<string, unknown> = { configFile: configPath, configWarnings: warnings };
   for (const key of keys) {
     const s = SETTINGS[key] as SettingSpec<unknown>;
     const flagName = s.flag.split(" ")[0]!;
@@ -406,11 +420,19 @@ function fromText(s: SettingSpec<unknown>, value: unknown, name: string): unknow
   }
 }
 
-function readConfigFile(sources: SettingSources): { path?: string; values: Record<string, unknown> } {
+function readConfigFile(sources: SettingSources): { path?: string; values: Record<string, unknown>; warnings: string[] } {
   const explicit = sources.configFile ?? sources.env[CONFIG_FILE_ENV];
   const path = explicit || (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
-  if (!path) return { values: {} };
-  const json = parseFlagJson("--config", path, readFlagFile("--config", path));
+  if (!path) return { values: {}, warnings: [] };
+  const { values, verdict } = loadConfigFile(path);
+  if (verdict.refusal) throw new UsageError(`--config: ${verdict.refusal}`);
+  return { path, values, warnings: verdict.warning ? [verdict.warning] : [] };
+}
+
+/** Reads a config file: its settings, and what its mode and owner mean for them (lib/config/configFileRules). */
+export function loadConfigFile(path: string, processUid = process.getuid?.() ?? 0): { values: Record<string, unknown>; verdict: ConfigFileVerdict } {
+  const text = readFlagFile("--config", path);
+  const json = parseFlagJson("--config", path, text);
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new UsageError(`--config: ${path} must contain a JSON object`);
   }
@@ -419,5 +441,8 @@ function readConfigFile(sources: SettingSources): { path?: string; values: Recor
   if (unknown.length > 0) {
     throw new UsageError(`--config: ${path} has unknown key(s) ${unknown.map((k) => `"${k}"`).join(", ")}`, `known keys: ${[...known].join(", ")}`);
   }
-  return { path, values: json as Record<string, unknown> };
+  const values = json as Record<string, unknown>;
+  const secretKeys = Object.keys(values).filter((key) => (SETTINGS[key as SettingKey] as SettingSpec<unknown>).secret?.(values[key]) === true);
+  const st = statSync(path);
+  return { values, verdict: judgeConfigFile({ path, mode: st.mode & 0o7777, uid: st.uid, processUid, secretKeys }) };
 }

@@ -3,6 +3,7 @@ import { join, relative } from "node:path";
 import { SigningKey } from "../crypto/signingKey.ts";
 import { isWireGuardKey } from "../crypto/wireguardKey.ts";
 import { errorMessage } from "../errors.ts";
+import { octalMode } from "../fs/fileMode.ts";
 import { resultOf, worst, type Check, type CheckStatus, type Fix } from "./Check.ts";
 import type { DoctorContext } from "./DoctorContext.ts";
 
@@ -10,10 +11,6 @@ type DataDirCheck = Check<DoctorContext>;
 
 function mode(path: string): number {
   return statSync(path).mode & 0o777;
-}
-
-function octal(m: number): string {
-  return m.toString(8).padStart(4, "0");
 }
 
 function chmodFix(items: Array<{ path: string; want: number }>, root: string): Fix {
@@ -38,7 +35,7 @@ export const dataDirCheck: DataDirCheck = {
     if (!st.isDirectory()) return resultOf(this, "fail", `${root} is not a directory`);
     const m = st.mode & 0o777;
     if (m !== 0o700) {
-      return resultOf(this, "fail", `${root} has mode ${octal(m)}: it holds the server's private keys and must be 0700`, { fix: chmodFix([{ path: root, want: 0o700 }], root) });
+      return resultOf(this, "fail", `${root} has mode ${octalMode(m)}: it holds the server's private keys and must be 0700`, { fix: chmodFix([{ path: root, want: 0o700 }], root) });
     }
     return resultOf(this, "ok", root);
   },
@@ -65,8 +62,8 @@ export const secretModesCheck: DataDirCheck = {
     const present = secretPaths(ctx).filter((p) => existsSync(p.path));
     if (present.length === 0) return resultOf(this, "skip", "no keys or identity yet");
     const wrong = present.filter((p) => (mode(p.path) & 0o077) !== 0);
-    if (wrong.length === 0) return resultOf(this, "ok", present.map((p) => `${relative(root, p.path)} ${octal(mode(p.path))}`).join(", "));
-    const lines = wrong.map((p) => `${relative(root, p.path)} is ${octal(mode(p.path))}, must be ${octal(p.want)}`);
+    if (wrong.length === 0) return resultOf(this, "ok", present.map((p) => `${relative(root, p.path)} ${octalMode(mode(p.path))}`).join(", "));
+    const lines = wrong.map((p) => `${relative(root, p.path)} is ${octalMode(mode(p.path))}, must be ${octalMode(p.want)}`);
     return resultOf(this, "fail", `readable by other users: ${lines.join("; ")}`, { fix: chmodFix(wrong, root) });
   },
 };

@@ -1,4 +1,5 @@
 import type { Check } from "./Check.ts";
+import { configFileCheck } from "./configFileCheck.ts";
 import { controlPlaneChecks } from "./controlPlaneChecks.ts";
 import { dataDirChecks } from "./dataDirChecks.ts";
 import type { DoctorContext } from "./DoctorContext.ts";
@@ -6,5 +7,5 @@ import { driftCheck } from "./driftCheck.ts";
 import { hostChecks } from "./hostChecks.ts";
 import { leftoverChecks } from "./leftoverChecks.ts";
 
-/** Every check of `agent doctor`, in the order they run and are shown: host, data dir, control plane, leftovers, drift. */
-export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, ...dataDirChecks, ...controlPlaneChecks, ...leftoverChecks, driftCheck];
+/** Every check of `agent doctor`, in the order they run and are shown: host, config file, data dir, control plane, leftovers, drift. */
+export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, configFileCheck, ...dataDirChecks, ...controlPlaneChecks, ...leftoverChecks, driftCheck];

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runAgentCli, tempDir } from "../support/agentBinary.ts";
+import { runAgentCli, runAgentJson, tempDir } from "../support/agentBinary.ts";
 
 /**
  * Settings that would let the agent damage the server are refused before it touches anything:
@@ -105,5 +105,42 @@ describe("--data-dir", () => {
     expect(res.exitCode).toBe(2);
     expect(res.stderr).not.toContain("[datadir]");
     expect(stat(dir).mode).toBe("700");
+  });
+});
+
+describe("--config", () => {
+  function configFile(name: string, content: unknown, mode: number): string {
+    const path = join(tmp.path, name);
+    writeFileSync(path, JSON.stringify(content));
+    chmodSync(path, mode);
+    return path;
+  }
+
+  test("a token in a file others can read: a warning naming the file and its mode, and doctor proposes chmod 600", async () => {
+    const token = "tok-3f9a1c77e2";
+    const file = configFile("readable.json", { token }, 0o644);
+    const dataDir = join(tmp.path, "config-data");
+    const run = await runAgentCli(["run", "--config", file, "--data-dir", dataDir]);
+    expect(run.stderr).toContain(`[config] warn: config file ${file} holds a secret ("token") and is readable by other users (mode 0644): chmod 600 ${file}`);
+    expect(run.stderr).not.toContain(token);
+    // The file was used (the token is there; only --url is missing), and left as it was.
+    expect(run.stderr).toContain("has no identity yet and --url is missing");
+    expect(run.exitCode).toBe(2);
+
+    const doctor = await runAgentJson(["doctor", "--json", "--config", file, "--data-dir", dataDir], { timeoutMs: 120_000 });
+    const check = doctor.json.checks.find((c: { id: string }) => c.id === "config.file");
+    expect(check).toMatchObject({ status: "fail", fix: { description: `chmod 600 ${file}`, automatic: true } });
+    expect(check.detail).toContain("(mode 0644)");
+    expect(statSync(file).mode & 0o777).toBe(0o644);
+  }, 150_000);
+
+  test("a file others can write is refused before anything happens", async () => {
+    const file = configFile("writable.json", { url: "http://127.0.0.1:1" }, 0o666);
+    const dataDir = join(tmp.path, "never-made");
+    const res = await runAgentCli(["run", "--config", file, "--data-dir", dataDir]);
+    expect(res.stderr).toBe(`agent: --config: ${file} is writable by every user (mode 0666), who could change the settings the agent runs with as root: chmod go-w ${file}\n`);
+    expect(res.exitCode).toBe(2);
+    expect(existsSync(dataDir)).toBe(false);
+    expect(statSync(file).mode & 0o777).toBe(0o666);
   });
 });

@@ -2,7 +2,7 @@
  * Data dirs and host files for doctor tests.
  *
  *   registeredDataDir(root)    a data dir as registration leaves it (identity, keys, documented modes)
- *   doctorContext(root, opts)  a DoctorContext on that dir with real settings resolution (flags only)
+ *   doctorContext(root, opts)  a DoctorContext on that dir with real settings resolution (flags, and a config file when given)
  *   hostFiles(dir, files)      fixture containers.conf, /proc/self/limits, mounts, … under dir → HostPaths
  */
 import { randomBytes, randomUUID } from "node:crypto";
@@ -29,8 +29,11 @@ export function registeredDataDir(root: string, subnetId = 7): DataDir {
   return dataDir;
 }
 
-export function doctorContext(root: string, options: Partial<Omit<DoctorContextOptions, "settings">> & { flags?: Record<string, unknown> } = {}): DoctorContext {
-  const settings = resolveSettings(DOCTOR_SETTING_KEYS, { flags: { dataDir: root, dnsPort: 0, ...options.flags }, env: {}, configFile: undefined });
+export function doctorContext(
+  root: string,
+  options: Partial<Omit<DoctorContextOptions, "settings">> & { flags?: Record<string, unknown>; configFile?: string } = {},
+): DoctorContext {
+  const settings = resolveSettings(DOCTOR_SETTING_KEYS, { flags: { dataDir: root, dnsPort: 0, ...options.flags }, env: {}, configFile: options.configFile });
   return new DoctorContext({ ...options, settings });
 }
 

@@ -5,10 +5,11 @@ import { join } from "node:path";
 import { SigningKey } from "../../lib/crypto/signingKey.ts";
 import { lockHolderFromTable } from "../../lib/fs/fileLock.ts";
 import type { Check, CheckResult } from "../../lib/doctor/Check.ts";
+import { configFileCheck } from "../../lib/doctor/configFileCheck.ts";
 import { clockResult } from "../../lib/doctor/controlPlaneChecks.ts";
 import { confString, confStringList, parseContainersConf, setConfValue } from "../../lib/doctor/containersConf.ts";
 import { dataDirCheck, identityCheck, keysCheck, lockCheck, secretModesCheck } from "../../lib/doctor/dataDirChecks.ts";
-import type { DoctorContext } from "../../lib/doctor/DoctorContext.ts";
+import { DoctorContext } from "../../lib/doctor/DoctorContext.ts";
 import { DoctorSession } from "../../lib/doctor/DoctorSession.ts";
 import { cgroupMode, diskResult, ociRuntimeCheck, toolChecks, ulimitsCheck } from "../../lib/doctor/hostChecks.ts";
 import { doctorContext, hostFiles, MOUNTS_UNIFIED, registeredDataDir } from "../support/doctorFixtures.ts";
@@ -172,6 +173,33 @@ describe("data dir checks", () => {
       expect(lockHolderFromTable(table, 0x2an, 2146962n)).toBe(88);
       expect(lockHolderFromTable(table, 0xfe00n, 1n)).toBeUndefined();
     });
+  });
+});
+
+describe("config file check", () => {
+  test("a token in a config file others can read fails with the chmod 600 fix, which makes it pass", async () => {
+    const dir = temp();
+    const file = join(dir, "agent.json");
+    writeFileSync(file, JSON.stringify({ token: "tok-123", url: "http://127.0.0.1:9" }));
+    chmodSync(file, 0o644);
+    const ctx = doctorContext(join(dir, "data"), { configFile: file });
+    const before = await runCheck(configFileCheck, ctx);
+    expect(before.status).toBe("fail");
+    expect(before.detail).toBe(`config file ${file} holds a secret ("token") and is readable by other users (mode 0644): chmod 600 ${file}`);
+    expect(before.fix?.description).toBe(`chmod 600 ${file}`);
+    await before.fix!.apply!();
+    expect(mode(file)).toBe(0o600);
+    expect(await runCheck(configFileCheck, ctx)).toMatchObject({ status: "ok", detail: `${file} 0600` });
+  });
+
+  test("a readable file without secrets is fine; no config file is skipped", async () => {
+    const dir = temp();
+    const file = join(dir, "agent.json");
+    writeFileSync(file, JSON.stringify({ url: "http://127.0.0.1:9" }));
+    chmodSync(file, 0o644);
+    expect((await runCheck(configFileCheck, doctorContext(join(dir, "data"), { configFile: file }))).status).toBe("ok");
+    const withoutFile = new DoctorContext({ settings: { ...doctorContext(join(dir, "data")).settings, configFile: undefined } });
+    expect((await runCheck(configFileCheck, withoutFile)).status).toBe("skip");
   });
 });
 

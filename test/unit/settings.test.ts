@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { chmodSync, chownSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { judgeConfigFile } from "../../lib/config/configFileRules.ts";
 import { resolveSettings } from "../../lib/config/settings.ts";
 import { UsageError } from "../../lib/errors.ts";
 import { tempDir } from "../support/agentBinary.ts";
@@ -72,4 +73,60 @@ describe("settings errors name the flag and the problem", () => {
       expect((caught as UsageError).exitCode).toBe(2);
     });
   }
+});
+
+describe("config file mode and owner", () => {
+  function withMode(content: unknown, mode: number): string {
+    const path = configFile(content);
+    chmodSync(path, mode);
+    return path;
+  }
+  const resolve = (path: string) => resolveSettings(KEYS, { flags: {}, env: {}, configFile: path });
+  const refusal = (path: string) => {
+    try {
+      resolve(path);
+    } catch (err) {
+      expect(err).toBeInstanceOf(UsageError);
+      expect((err as UsageError).exitCode).toBe(2);
+      return (err as Error).message;
+    }
+    throw new Error("expected the config file to be refused");
+  };
+
+  test("a token in a file others can read: used, with a warning naming the file, its mode and the chmod", () => {
+    const path = withMode({ token: "tok-123", url: "http://cp.example" }, 0o644);
+    const s = resolveSettings(["token", "url"], { flags: {}, env: {}, configFile: path });
+    expect(s.token).toBe("tok-123");
+    expect(s.configWarnings).toEqual([`config file ${path} holds a secret ("token") and is readable by other users (mode 0644): chmod 600 ${path}`]);
+  });
+
+  test("a password in a URL is a secret too; a plain URL is not", () => {
+    const withPassword = withMode({ url: "https://agent:hunter2@cp.example", dataDir: "/srv/agent" }, 0o640);
+    expect(resolve(withPassword).configWarnings).toEqual([`config file ${withPassword} holds a secret ("url") and is readable by other users (mode 0640): chmod 600 ${withPassword}`]);
+    expect(resolve(withMode({ url: "https://cp.example", dataDir: "/srv/agent" }, 0o644)).configWarnings).toEqual([]);
+  });
+
+  test("a private file with a token: no warning", () => {
+    expect(resolve(withMode({ token: "tok-123" }, 0o600)).configWarnings).toEqual([]);
+  });
+
+  test("a file others can write is refused, secret or not", () => {
+    const everyone = withMode({ url: "https://cp.example" }, 0o666);
+    expect(refusal(everyone)).toBe(`--config: ${everyone} is writable by every user (mode 0666), who could change the settings the agent runs with as root: chmod go-w ${everyone}`);
+    const group = withMode({ url: "https://cp.example" }, 0o620);
+    expect(refusal(group)).toStartWith(`--config: ${group} is writable by its group (mode 0620)`);
+  });
+
+  test("a file of another user is refused", () => {
+    const path = withMode({ url: "https://cp.example" }, 0o600);
+    chownSync(path, 65534, 65534);
+    expect(refusal(path)).toBe(`--config: ${path} belongs to another user (uid 65534), who could change the settings the agent runs with as root: chown root ${path}`);
+  });
+
+  test("an agent not run as root accepts its own file and root's", () => {
+    const facts = { path: "/home/ci/agent.json", mode: 0o600, processUid: 1000, secretKeys: ["token"] };
+    expect(judgeConfigFile({ ...facts, uid: 1000 })).toEqual({});
+    expect(judgeConfigFile({ ...facts, uid: 0 })).toEqual({});
+    expect(judgeConfigFile({ ...facts, uid: 1001 }).refusal).toContain("chown 1000 /home/ci/agent.json");
+  });
 });
