@@ -25,6 +25,7 @@ export const NODE_SETTING_KEYS = [
   "traefikDynamicDir",
   "dnsPort",
   "dnsRunDir",
+  "hostPortRange",
 ] as const;
 export type NodeSettings = Settings<(typeof NODE_SETTING_KEYS)[number]>;
 

@@ -13,9 +13,11 @@ import { healLeftovers } from "../reconcile/healLeftovers.ts";
 import { observeActual } from "../reconcile/observeActual.ts";
 import { reconcilePass, type AppliedChange } from "../reconcile/reconcilePass.ts";
 import { sendStatusReport } from "../reconcile/statusReport.ts";
+import { inferSubnetId } from "../state/nodeRules.ts";
 import { planChanges } from "../state/planChanges.ts";
 import type { ActualState, Change, ExpectedState } from "../state/types.ts";
 import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
+import { nodeRulesFor } from "./nodeRulesFor.ts";
 import { ensureRegistered } from "../registration.ts";
 import { processWorkQueueOnce, type WorkQueueSummary } from "../workqueue/processWorkQueueOnce.ts";
 
@@ -74,7 +76,8 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
     let client: ControlPlaneClient | undefined;
     let expected: ExpectedState;
     let encryptionKey = identity?.encryptionKey;
-    const normalize = { isProxy: options.settings.proxy === true, volumesRoot: dataDir.volumesDir };
+    const knownSubnetId = options.subnetId ?? identity?.subnetId;
+    const normalize = { isProxy: options.settings.proxy === true, volumesRoot: dataDir.volumesDir, node: nodeRulesFor(options.settings, knownSubnetId) };
     if (options.state) {
       if (options.encryptionKeyFile) encryptionKey = readEncryptionKeyFile(options.encryptionKeyFile);
       expected = await loadStateFile(options.state, normalize);
@@ -93,7 +96,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
       expected = parseExpectedState(wire, { ...normalize, allowPlainEnv: false, origin: "the control plane" });
       dataDir.writeStateJson("expected-state.json", wire);
     }
-    const subnetId = options.subnetId ?? identity?.subnetId ?? inferSubnetId(expected) ?? 1;
+    const subnetId = knownSubnetId ?? inferSubnetId(expected.containers) ?? 1;
     const node = await createNodeDrivers({ settings: options.settings, dataDir, identity, subnetId });
     try {
       if (options.dryRun) {
@@ -190,15 +193,6 @@ function readEncryptionKeyFile(path: string): string {
   }
   registerSecret(text);
   return text;
-}
-
-/** A state file without registration: the subnet is the one its container addresses live in. */
-export function inferSubnetId(state: ExpectedState): number | undefined {
-  for (const c of state.containers) {
-    const m = c.ipAddress?.match(/^10\.200\.(\d{1,3})\.\d{1,3}$/);
-    if (m) return Number(m[1]);
-  }
-  return undefined;
 }
 
 export type { Identity };

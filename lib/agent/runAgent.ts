@@ -14,6 +14,7 @@ import { startWorkQueuePoller } from "../workqueue/startWorkQueuePoller.ts";
 import { startBuildPoller } from "../../builder/BuildPoller.ts";
 import { BUILDER_SETTINGS, builderOptionsFrom } from "../../builder/builderOptions.ts";
 import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
+import { nodeRulesFor } from "./nodeRulesFor.ts";
 
 const log = logger("agent");
 
@@ -62,7 +63,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     const shipper = logShipperFor(settings.logsEndpoint);
     const containerLogs = settings.logsEndpoint ? new ContainerLogStreamer({ socketPath: node.podman.socketPath, shipper }) : undefined;
     const loop = new ReconcileLoop({
-      source: new ControlPlaneStateSource(client, dataDir, { isProxy: settings.proxy === true, volumesRoot: dataDir.volumesDir }),
+      source: new ControlPlaneStateSource(client, dataDir, { isProxy: settings.proxy === true, volumesRoot: dataDir.volumesDir, node: nodeRulesFor(settings, identity.subnetId) }),
       drivers,
       context: deployContext(identity.encryptionKey),
       client,

@@ -2,6 +2,7 @@ import { existsSync, statSync } from "node:fs";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import { parseFlagJson, readFlagFile } from "../fs/readFlagFile.ts";
+import { parsePortRange } from "../state/nodeRules.ts";
 import { judgeConfigFile, type ConfigFileVerdict } from "./configFileRules.ts";
 
 /**
@@ -197,6 +198,17 @@ export const SETTINGS = {
     description: "podman bridge network of managed containers",
     schema: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, "must be a podman network name (letters, digits, _ . -)"),
     default: "techulus",
+  }),
+  hostPortRange: spec({
+    key: "hostPortRange",
+    flag: "--host-port-range <ranges>",
+    env: "AGENT_HOST_PORT_RANGE",
+    kind: "list",
+    description: "host ports containers may publish: FROM-TO ranges or single ports, comma-separated (the agent's own ports never)",
+    schema: z
+      .array(z.string().trim().refine((v) => parsePortRange(v) !== undefined, "must be ports or FROM-TO ranges within 1–65535, comma-separated (e.g. 1024-65535)"))
+      .min(1, "must name at least one port or range"),
+    default: ["1024-65535"],
   }),
   requestTimeout: spec({
     key: "requestTimeout",

@@ -6,9 +6,10 @@ import { errorMessage } from "../errors.ts";
 import { which as whichOnPath } from "../exec.ts";
 import { FileLock, type LockHolder } from "../fs/fileLock.ts";
 import { NODE_SETTING_KEYS, createNodeDrivers, type NodeDrivers } from "../agent/nodeDrivers.ts";
-import { inferSubnetId } from "../agent/reconcileOnce.ts";
+import { nodeRulesFor } from "../agent/nodeRulesFor.ts";
 import { loadStateFile, parseExpectedState, type NormalizeOptions } from "../reconcile/expectedStateSource.ts";
 import { registerSecret } from "../redact.ts";
+import { inferSubnetId } from "../state/nodeRules.ts";
 import type { ExpectedState } from "../state/types.ts";
 import { probeControlPlane, type ControlPlaneProbe } from "./probeControlPlane.ts";
 
@@ -160,7 +161,8 @@ export class DoctorContext {
   }
 
   normalizeOptions(): NormalizeOptions {
-    return { isProxy: this.settings.proxy === true, volumesRoot: this.dataDir.volumesDir };
+    const knownSubnetId = this.subnetIdOverride ?? this.validIdentity()?.subnetId;
+    return { isProxy: this.settings.proxy === true, volumesRoot: this.dataDir.volumesDir, node: nodeRulesFor(this.settings, knownSubnetId) };
   }
 
   /** The state drift is measured against: --state, else the control plane's (its last good one when it does not answer). */
@@ -201,7 +203,7 @@ export class DoctorContext {
   }
 
   subnetIdFor(state?: ExpectedState): number {
-    return this.subnetIdOverride ?? this.validIdentity()?.subnetId ?? (state && inferSubnetId(state)) ?? 1;
+    return this.subnetIdOverride ?? this.validIdentity()?.subnetId ?? (state && inferSubnetId(state.containers)) ?? 1;
   }
 
   /** The node's drivers, as `agent run` would build them; kept open until close(). */

@@ -6,6 +6,7 @@ import { parseFlagJson, readFlagFile } from "../fs/readFlagFile.ts";
 import { request } from "../http/undici.ts";
 import { logger } from "../logger.ts";
 import { normalizeExpectedState } from "../state/normalizeExpectedState.ts";
+import type { NodeRules } from "../state/nodeRules.ts";
 import type { ExpectedState } from "../state/types.ts";
 
 const log = logger("state");
@@ -14,6 +15,7 @@ const LAST_GOOD_FILE = "expected-state.json";
 export interface NormalizeOptions {
   isProxy: boolean;
   volumesRoot: string;
+  node: NodeRules;
 }
 
 /** Expected state as the loop consumes it, with where it came from. */

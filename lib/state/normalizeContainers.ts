@@ -2,6 +2,7 @@ import path from "node:path";
 import type { ExpectedContainerWire } from "../controlplane/schemas.ts";
 import { compareStrings } from "./hash.ts";
 import { normalizeImageRef } from "./imageRef.ts";
+import { checkNodeFit, type NodeRules } from "./nodeRules.ts";
 import { Problems, quote } from "./Problems.ts";
 import type { EnvValue, ExpectedContainer, HealthCheck, PortMapping, VolumeMount } from "./types.ts";
 import { isPathSegment, isSafeId, parseContainerName, parseEnvName, parseIPv4Address, parsePort, parseSafeId } from "./validate.ts";
@@ -17,11 +18,16 @@ export interface ContainerRules {
   volumesRoot: string;
   /** Accept `plain:` env values (local state files only). */
   allowPlainEnv: boolean;
+  /** Host ports and addresses this node can give containers. */
+  node: NodeRules;
 }
 
-/** Validates and normalises every container; names and deployment ids must be unique. Sorted by name. */
+/**
+ * Validates and normalises every container; names, deployment ids, host ports and addresses must
+ * be unique, and fit the node. Sorted by name.
+ */
 export function collectContainers(wires: readonly ExpectedContainerWire[], rules: ContainerRules, problems: Problems): ExpectedContainer[] {
-  const containers: ExpectedContainer[] = [];
+  const entries: Array<{ where: string; container: ExpectedContainer }> = [];
   const byName = new Map<string, number>();
   const byDeployment = new Map<string, number>();
   wires.forEach((wire, i) => {
@@ -33,9 +39,10 @@ export function collectContainers(wires: readonly ExpectedContainerWire[], rules
     if (firstWithDeployment !== undefined) problems.add(where, `deploymentId ${quote(wire.deploymentId)} is also used by containers[${firstWithDeployment}]`);
     else byDeployment.set(wire.deploymentId, i);
     const container = normalizeContainer(wire, where, rules, problems);
-    if (container) containers.push(container);
+    if (container) entries.push({ where, container });
   });
-  return containers.sort((a, b) => compareStrings(a.name, b.name));
+  checkNodeFit(entries, rules.node, problems);
+  return entries.map((e) => e.container).sort((a, b) => compareStrings(a.name, b.name));
 }
 
 function normalizeContainer(wire: ExpectedContainerWire, where: string, rules: ContainerRules, problems: Problems): ExpectedContainer | undefined {

@@ -4,6 +4,7 @@ import { sortDnsRecords } from "./hash.ts";
 import { collectContainers } from "./normalizeContainers.ts";
 import { collectPeers } from "./normalizePeers.ts";
 import { collectCertificates, collectRoutes } from "./normalizeRoutes.ts";
+import type { NodeRules } from "./nodeRules.ts";
 import { Problems } from "./Problems.ts";
 import type { DnsRecord, ExpectedState } from "./types.ts";
 import { normalizeDomainName, parseIPv4Address } from "./validate.ts";
@@ -18,6 +19,8 @@ export interface NormalizeOptions {
   volumesRoot: string;
   /** Accept `plain:` env values: true for local state files, false for the control plane. */
   allowPlainEnv: boolean;
+  /** Host ports and addresses this node can give containers (lib/state/nodeRules). */
+  node: NodeRules;
 }
 
 /**

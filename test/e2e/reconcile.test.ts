@@ -203,6 +203,45 @@ describe("agent reconcile --once --state (real Podman)", () => {
     expect(broken.stderr).toContain("is not valid JSON");
   });
 
+  test("a state that cannot work on this node (ports, addresses) is rejected as a whole, each problem named, before anything changes", async () => {
+    const before = (await ours()).map((r) => `${r.Id} ${r.State}`).sort();
+    const shared = await freePort();
+    const at = (n: number, ip: string) => ({ ...expectedContainer({ n }), ipAddress: ip });
+    const state = writeState("unworkable", {
+      containers: [
+        expectedContainer({ n: 6, hostPort: 22 }),
+        expectedContainer({ n: 7, hostPort: 51820 }),
+        expectedContainer({ n: 8, hostPort: shared }),
+        expectedContainer({ n: 9, hostPort: shared }),
+        at(10, `10.200.${subnetId}.30`),
+        at(11, `10.200.${subnetId}.30`),
+        at(12, `10.200.${(subnetId + 1) % 256}.30`),
+        at(13, `10.200.${subnetId}.1`),
+      ],
+    });
+    const res = await reconcile(state);
+    expect(res.exitCode).toBe(1);
+    const name = (n: number) => `"${prefix}-web${n}"`;
+    for (const problem of [
+      `containers[0] ${name(6)}: host port 22 is outside the host ports containers may publish (1024-65535, --host-port-range)`,
+      `containers[1] ${name(7)}: host port 51820 is the agent's WireGuard port (--wireguard-port)`,
+      `containers[3] ${name(9)}: host port ${shared} is also published by containers[2] ${name(8)}`,
+      `containers[5] ${name(11)} ipAddress: 10.200.${subnetId}.30 is also the address of containers[4] ${name(10)}`,
+      `containers[6] ${name(12)} ipAddress: 10.200.${(subnetId + 1) % 256}.30 is outside this node's container subnet 10.200.${subnetId}.0/24`,
+      `containers[7] ${name(13)} ipAddress: 10.200.${subnetId}.1 is the gateway of 10.200.${subnetId}.0/24`,
+    ]) {
+      expect(res.stderr).toContain(problem);
+    }
+    expect(res.stderr).toContain("expected state rejected (6 problems)");
+    // Nothing deployed, and the containers the state leaves out were not removed either.
+    expect((await ours()).map((r) => `${r.Id} ${r.State}`).sort()).toEqual(before);
+
+    // The range is a setting: with 22 allowed, only the agent's own port and the conflicts remain.
+    const wider = await reconcile(state, ["--host-port-range", "22,1024-65535"]);
+    expect(wider.stderr).toContain("expected state rejected (5 problems)");
+    expect(wider.stderr).not.toContain("host port 22");
+  });
+
   test("killed with SIGKILL in the middle of a deploy, the next pass converges without a duplicate", async () => {
     const many = [1, 2, 4, 5, 8, 9, 10, 11].map((n) => expectedContainer({ n, ...(n === 1 ? { hostPort: port1 } : {}), ...(n === 4 ? { image: `localhost/${prefix}-web:v2` } : {}) }));
     const state = writeState("many", { containers: many });

@@ -4,10 +4,12 @@ import type { ExpectedContainerWire, ExpectedStateWire } from "../../lib/control
 import { encryptSecret } from "../../lib/crypto/secrets.ts";
 import { InvalidInputError } from "../../lib/errors.ts";
 import { normalizeExpectedState, normalizePeers, type NormalizeOptions } from "../../lib/state/normalizeExpectedState.ts";
+import type { NodeRules } from "../../lib/state/nodeRules.ts";
 import { InputRejectedError } from "../../lib/state/Problems.ts";
 
 const ROOT = "/var/lib/techulus-agent/volumes";
-const CONTROL_PLANE: NormalizeOptions = { isProxy: true, volumesRoot: ROOT, allowPlainEnv: false };
+const NODE: NodeRules = { subnetId: 1, hostPorts: [{ from: 1024, to: 65535 }], reservedPorts: [{ port: 51820, owner: "the agent's WireGuard port (--wireguard-port)" }] };
+const CONTROL_PLANE: NormalizeOptions = { isProxy: true, volumesRoot: ROOT, allowPlainEnv: false, node: NODE };
 const STATE_FILE: NormalizeOptions = { ...CONTROL_PLANE, allowPlainEnv: true };
 const WORKER: NormalizeOptions = { ...CONTROL_PLANE, isProxy: false };
 const SEALED = encryptSecret("s3cret", randomBytes(32).toString("hex"));
@@ -96,7 +98,7 @@ describe("containers", () => {
 
   test("containers are sorted by name", () => {
     const result = normalizeExpectedState(
-      state({ containers: [container({ name: "b", deploymentId: "d2" }), container({ name: "a", deploymentId: "d1" })] }),
+      state({ containers: [container({ name: "b", deploymentId: "d2", ipAddress: "10.200.1.3" }), container({ name: "a", deploymentId: "d1" })] }),
       CONTROL_PLANE,
     );
     expect(result.containers.map((c) => c.name)).toEqual(["a", "b"]);
@@ -166,9 +168,9 @@ describe("containers", () => {
     const err = rejection(
       state({
         containers: [
-          container({ name: "a", deploymentId: "d1" }),
-          container({ name: "a", deploymentId: "d2" }),
-          container({ name: "c", deploymentId: "d1" }),
+          container({ name: "a", deploymentId: "d1", ipAddress: null }),
+          container({ name: "a", deploymentId: "d2", ipAddress: null }),
+          container({ name: "c", deploymentId: "d1", ipAddress: null }),
         ],
       }),
     );

@@ -5,6 +5,7 @@ import { SigningKey } from "../../lib/crypto/signingKey.ts";
 import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ReconcileLoop } from "../../lib/reconcile/ReconcileLoop.ts";
 import { deployContext } from "../../lib/reconcile/deployContext.ts";
+import type { NodeRules } from "../../lib/state/nodeRules.ts";
 import { ControlPlaneStateSource, parseExpectedState } from "../../lib/reconcile/expectedStateSource.ts";
 import { FailureBackoff } from "../../lib/reconcile/FailureBackoff.ts";
 import { reconcilePass } from "../../lib/reconcile/reconcilePass.ts";
@@ -15,6 +16,7 @@ import { tempDir } from "../support/agentBinary.ts";
 
 const tmp = tempDir("loop-");
 const volumesRoot = join(tmp.path, "volumes");
+const node: NodeRules = { subnetId: 1, hostPorts: [{ from: 1024, to: 65535 }], reservedPorts: [] };
 afterAll(() => tmp.cleanup());
 
 function container(n: number, extra: Record<string, unknown> = {}) {
@@ -22,7 +24,7 @@ function container(n: number, extra: Record<string, unknown> = {}) {
 }
 
 function state(containers: unknown[]) {
-  return parseExpectedState({ containers }, { isProxy: false, volumesRoot, allowPlainEnv: true, origin: "test" });
+  return parseExpectedState({ containers }, { isProxy: false, volumesRoot, node, allowPlainEnv: true, origin: "test" });
 }
 
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
@@ -150,7 +152,7 @@ describe("ReconcileLoop with the control plane", () => {
     const dataDir = new DataDir(dir.path);
     dataDir.ensure();
     const loop = new ReconcileLoop({
-      source: new ControlPlaneStateSource(client, dataDir, { isProxy: false, volumesRoot }),
+      source: new ControlPlaneStateSource(client, dataDir, { isProxy: false, volumesRoot, node }),
       drivers: { runtime },
       context: deployContext(cp.encryptionKey),
       client,
@@ -200,7 +202,7 @@ describe("ReconcileLoop with the control plane", () => {
     try {
       const callsBefore = runtime.calls.length;
       const again = new ReconcileLoop({
-        source: new ControlPlaneStateSource(client, dataDir, { isProxy: false, volumesRoot }),
+        source: new ControlPlaneStateSource(client, dataDir, { isProxy: false, volumesRoot, node }),
         drivers: { runtime },
         context: deployContext(cp.encryptionKey),
         client,
