@@ -4,6 +4,8 @@ import { AgentError } from "../errors.ts";
 import type { SigningKey } from "../crypto/signingKey.ts";
 import { redact } from "../redact.ts";
 import { DEFAULT_BACKOFF, withRetry, type BackoffPolicy } from "../retry.ts";
+import { BodyTooLargeError, discardBody, isTimeoutError, readBodyText } from "../http/readBody.ts";
+import { MAX_ANSWER_BYTES, isRedirect, redirectText, timeoutText, tooLargeText } from "./answerProblems.ts";
 import { signatureHeaders, type SigningMode } from "./signing.ts";
 import {
   BuildStatusResponse,
@@ -156,14 +158,20 @@ export class ControlPlaneClient {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
-      const reason = err instanceof Error && err.name === "TimeoutError" ? `timed out after ${this.timeoutMs} ms` : networkReason(err);
-      throw new ControlPlaneError(`control plane ${what} failed: ${reason}`, undefined, undefined, true);
+      const reason = isTimeoutError(err) ? timeoutText(this.timeoutMs, "waiting for") : `failed: ${networkReason(err)}`;
+      throw new ControlPlaneError(`control plane ${what} ${reason}`, undefined, undefined, true);
+    }
+    if (isRedirect(res.statusCode)) {
+      discardBody(res);
+      throw new ControlPlaneError(`control plane ${what} ${redirectText(res.statusCode, res.headers.location, url)}`, res.statusCode);
     }
     let text: string;
     try {
-      text = await res.body.text();
+      text = await readBodyText(res, MAX_ANSWER_BYTES);
     } catch (err) {
-      throw new ControlPlaneError(`control plane ${what} failed while reading the answer: ${networkReason(err)}`, res.statusCode, undefined, true);
+      if (err instanceof BodyTooLargeError) throw new ControlPlaneError(`control plane ${what} ${tooLargeText(res.statusCode, err.limitBytes)}`, res.statusCode);
+      const reason = isTimeoutError(err) ? timeoutText(this.timeoutMs, "reading") : `failed while reading the answer: ${networkReason(err)}`;
+      throw new ControlPlaneError(`control plane ${what} ${reason}`, res.statusCode, undefined, true);
     }
     if (options.expectedStatuses?.includes(res.statusCode)) return undefined;
     if (res.statusCode >= 400) {

@@ -47,6 +47,8 @@ export const signedCallCheck: CpCheck = {
     const status = probe.status!;
     const said = probe.serverError ? `: ${probe.serverError}` : "";
     if (status < 300) return resultOf(this, "ok", `HTTP ${status} for server ${ctx.validIdentity()!.serverId}`);
+    // A redirect: the probe says where to.
+    if (status < 400 && probe.bodyError) return resultOf(this, "fail", `the control plane ${probe.bodyError}`);
     if (status === 401) {
       const clockSuspect = probe.skewMs !== undefined && Math.abs(probe.skewMs) > CONTROL_PLANE_TOLERANCE_MS;
       const why = clockSuspect

@@ -2,6 +2,9 @@ import { signatureHeaders, type SigningMode } from "../controlplane/signing.ts";
 import type { SigningKey } from "../crypto/signingKey.ts";
 import { ErrorBody } from "../controlplane/schemas.ts";
 import { Agent, request } from "../http/undici.ts";
+import { BodyTooLargeError, discardBody, isTimeoutError, readBodyText } from "../http/readBody.ts";
+import { MAX_ANSWER_BYTES, isRedirect, redirectText, timeoutText, tooLargeText } from "../controlplane/answerProblems.ts";
+import { errorMessage } from "../errors.ts";
 
 export const EXPECTED_STATE_PATH = "api/v1/agent/expected-state";
 
@@ -18,6 +21,7 @@ export interface ControlPlaneProbe {
   skewMs?: number;
   /** The answer's JSON on 2xx. */
   json?: unknown;
+  /** Why the answer could not be used: not JSON, a redirect, too large, too slow. */
   bodyError?: string;
 }
 
@@ -42,21 +46,40 @@ export async function probeControlPlane(options: ProbeOptions): Promise<ControlP
   const sentAt = now();
   const headers = { accept: "application/json", ...signatureHeaders(options.signingKey, options.serverId, options.signing, "GET", url.pathname + url.search, "", sentAt) };
   try {
-    const res = await request(url, {
-      method: "GET",
-      headers,
-      dispatcher,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      signal: AbortSignal.timeout(options.timeoutMs),
-    });
+    let res;
+    try {
+      res = await request(url, {
+        method: "GET",
+        headers,
+        dispatcher,
+        headersTimeout: options.timeoutMs,
+        bodyTimeout: options.timeoutMs,
+        signal: AbortSignal.timeout(options.timeoutMs),
+      });
+    } catch (err) {
+      const e = err as { code?: string; message?: string; cause?: { code?: string } };
+      const reason = isTimeoutError(err) ? timeoutText(options.timeoutMs, "waiting for") : (e.code ?? e.cause?.code ?? e.message ?? String(err));
+      return { url: url.href, durationMs: now() - sentAt, networkError: reason };
+    }
     const answeredAt = now();
-    const text = await res.body.text();
     const probe: ControlPlaneProbe = { url: url.href, durationMs: answeredAt - sentAt, status: res.statusCode };
     const date = res.headers.date;
     const serverTime = typeof date === "string" ? Date.parse(date) : Number.NaN;
     // The header is truncated to the second: +500 ms is the middle of the second it names.
     if (Number.isFinite(serverTime)) probe.skewMs = Math.round(serverTime + 500 - (sentAt + answeredAt) / 2);
+    if (isRedirect(res.statusCode)) {
+      discardBody(res);
+      probe.bodyError = redirectText(res.statusCode, res.headers.location, url);
+      return probe;
+    }
+    let text: string;
+    try {
+      text = await readBodyText(res, MAX_ANSWER_BYTES);
+    } catch (err) {
+      if (err instanceof BodyTooLargeError) probe.bodyError = tooLargeText(res.statusCode, err.limitBytes);
+      else probe.bodyError = isTimeoutError(err) ? timeoutText(options.timeoutMs, "reading") : `reading the answer failed: ${errorMessage(err)}`;
+      return probe;
+    }
     if (res.statusCode >= 400) {
       probe.serverError = errorText(text);
     } else {
@@ -67,10 +90,6 @@ export async function probeControlPlane(options: ProbeOptions): Promise<ControlP
       }
     }
     return probe;
-  } catch (err) {
-    const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string } };
-    const reason = e.name === "TimeoutError" ? `no answer within ${options.timeoutMs} ms` : (e.code ?? e.cause?.code ?? e.message ?? String(err));
-    return { url: url.href, durationMs: now() - sentAt, networkError: reason };
   } finally {
     await dispatcher.close().catch(() => {});
   }

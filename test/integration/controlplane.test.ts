@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ControlPlaneClient, ControlPlaneError } from "../../lib/controlplane/ControlPlaneClient.ts";
 import { signatureHeaders } from "../../lib/controlplane/signing.ts";
+import { probeControlPlane } from "../../lib/doctor/probeControlPlane.ts";
 import { SigningKey } from "../../lib/crypto/signingKey.ts";
 import { decryptSecret } from "../../lib/crypto/secrets.ts";
 import { generateWireGuardPrivateKey, wireGuardPublicKey } from "../../lib/crypto/wireguardKey.ts";
@@ -168,7 +169,97 @@ describe("bad answers and failures", () => {
     try {
       const quick = new ControlPlaneClient({ baseUrl: cp.url, serverId, signingKey: key, timeoutMs: 200, backoff: { attempts: 1, baseMs: 1, maxMs: 1 } });
       const err = await caught(quick.getPendingBuild());
-      expect(err.message).toMatch(/timed out after 200 ms|UND_ERR_HEADERS_TIMEOUT/);
+      expect(err.message).toBe("control plane GET /api/v1/agent/pending-builds timed out after 0.2 s waiting for the answer (--request-timeout)");
+    } finally {
+      off();
+    }
+  });
+});
+
+describe("answers the agent cannot use say what they were", () => {
+  const EXPECTED_STATE = "/api/v1/agent/expected-state";
+  /** One attempt, so each test sees the error of exactly one answer. */
+  const once = (timeoutMs = 15_000) => new ControlPlaneClient({ baseUrl: cp.url, serverId, signingKey: key, timeoutMs, backoff: { attempts: 1, baseMs: 1, maxMs: 1 } });
+  const answering = (respond: () => Response) => cp.intercept((req) => (req.path === EXPECTED_STATE ? respond() : undefined));
+
+  /** A 200 whose body starts, then never ends: one byte every 100 ms. */
+  function trickle(): Response {
+    let sent = 0;
+    const body = new ReadableStream({
+      async pull(controller) {
+        if (sent++ > 0) await Bun.sleep(100);
+        controller.enqueue(new TextEncoder().encode(sent === 1 ? '{"containers": [' : " "));
+      },
+    });
+    return new Response(body, { status: 200, headers: { "content-type": "application/json" } });
+  }
+
+  test("a body trickled for ever: timed out reading the answer, naming --request-timeout", async () => {
+    const off = answering(trickle);
+    try {
+      const started = Date.now();
+      const err = await caught(once(1000).getExpectedState());
+      expect(err.message).toBe(`control plane GET ${EXPECTED_STATE} timed out after 1 s reading the answer (--request-timeout)`);
+      expect(err.retryable).toBe(true);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      off();
+    }
+  });
+
+  test("a redirect: where it points, and it is not followed", async () => {
+    for (const [location, shown] of [
+      ["https://cp.example.com/api/v1/agent/expected-state", "https://cp.example.com/api/v1/agent/expected-state"],
+      ["/v2/agent/expected-state", `${cp.url}/v2/agent/expected-state`],
+    ]) {
+      const before = cp.requests.length;
+      const off = answering(() => new Response("<a>moved</a>", { status: 302, headers: { location } }));
+      try {
+        const err = await caught(once().getExpectedState());
+        expect(err.message).toBe(`control plane GET ${EXPECTED_STATE} answered 302, a redirect to ${shown}: the agent does not follow redirects; give --url the address the control plane answers on`);
+        expect(err.status).toBe(302);
+        expect(cp.requests.slice(before).map((r) => r.path)).toEqual([EXPECTED_STATE]);
+      } finally {
+        off();
+      }
+    }
+  });
+
+  test("a 10 MiB answer: over the size limit, and the limit is named (with or without Content-Length)", async () => {
+    const tenMiB = "x".repeat(10 * 1024 * 1024);
+    const chunked = () => {
+      let left = 10;
+      const body = new ReadableStream({
+        pull(controller) {
+          if (left-- === 0) return controller.close();
+          controller.enqueue(new TextEncoder().encode(tenMiB.slice(0, 1024 * 1024)));
+        },
+      });
+      return new Response(body, { status: 200 });
+    };
+    for (const respond of [() => new Response(tenMiB, { status: 200 }), chunked]) {
+      const off = answering(respond);
+      try {
+        const err = await caught(once().getExpectedState());
+        expect(err.message).toBe(`control plane GET ${EXPECTED_STATE} answered 200 with a body over the size limit of 8 MiB`);
+        expect(err.retryable).toBe(false);
+      } finally {
+        off();
+      }
+    }
+  });
+
+  test("agent doctor's probe words them the same way", async () => {
+    const probe = (timeoutMs = 15_000) => probeControlPlane({ baseUrl: cp.url, serverId, signingKey: key, signing: "v1", timeoutMs });
+    let off = answering(() => new Response(null, { status: 307, headers: { location: "https://cp.example.com/x" } }));
+    try {
+      expect(await probe()).toMatchObject({ status: 307, bodyError: "answered 307, a redirect to https://cp.example.com/x: the agent does not follow redirects; give --url the address the control plane answers on" });
+    } finally {
+      off();
+    }
+    off = answering(trickle);
+    try {
+      expect((await probe(1000)).bodyError).toBe("timed out after 1 s reading the answer (--request-timeout)");
     } finally {
       off();
     }

@@ -1,0 +1,50 @@
+import type { Dispatcher } from "./undici.ts";
+
+/** An answer body larger than the reader accepts; nothing past the limit was read. */
+export class BodyTooLargeError extends Error {
+  constructor(readonly limitBytes: number) {
+    super(`the body is larger than ${limitBytes} bytes`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/**
+ * Reads an answer body as UTF-8 text, at most `limitBytes` of it: a larger body (by its
+ * Content-Length, or once that many bytes arrived) is abandoned with a BodyTooLargeError, so a
+ * huge or endless answer never fills memory.
+ */
+export async function readBodyText(res: Dispatcher.ResponseData, limitBytes: number): Promise<string> {
+  const declared = Number(res.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limitBytes) {
+    discardBody(res);
+    throw new BodyTooLargeError(limitBytes);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limitBytes) {
+      discardBody(res);
+      throw new BodyTooLargeError(limitBytes);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Drops an answer's body without reading it (its connection is closed). */
+export function discardBody(res: Dispatcher.ResponseData): void {
+  // Destroying emits an abort error that nobody else is listening for.
+  res.body.on("error", () => {});
+  res.body.destroy();
+}
+
+const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
+
+/** An HTTP call cut short by its own timeout (an AbortSignal.timeout, or one of undici's). */
+export function isTimeoutError(err: unknown): boolean {
+  const e = err as { name?: string; code?: unknown; cause?: unknown } | undefined;
+  if (!e || typeof e !== "object") return false;
+  if (e.name === "TimeoutError" || (typeof e.code === "string" && TIMEOUT_CODES.has(e.code))) return true;
+  return e.cause !== undefined && e.cause !== err && isTimeoutError(e.cause);
+}
