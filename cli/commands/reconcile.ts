@@ -52,6 +52,7 @@ export function formatResult(r: ReconcileOnceResult): string {
     return r.remaining.length === 0 ? plan : `${plan}\n(dry run: nothing applied)`;
   }
   const lines: string[] = [];
+  for (const note of r.skipped ?? []) lines.push(`skipped  ${note}`);
   if (r.workQueue && r.workQueue.processed > 0) lines.push(`work queue: ${r.workQueue.completed} completed, ${r.workQueue.failed} failed`);
   if (r.workQueueError) lines.push(`work queue skipped: ${r.workQueueError}`);
   for (const a of r.applied) lines.push(`applied  ${a.description} (${a.reason}) [${a.durationMs} ms]`);

@@ -7,6 +7,7 @@ import { findOrStartPodmanSocket, type PodmanSocket } from "../podman/PodmanSock
 import { PodmanRuntime } from "../podman/PodmanRuntime.ts";
 import { selectProxyDriver } from "../proxy/selectProxyDriver.ts";
 import type { Drivers } from "../reconcile/Drivers.ts";
+import type { ExpectedState } from "../state/types.ts";
 import { WgDriver } from "../wireguard/WireGuardDriver.ts";
 import { join } from "node:path";
 
@@ -40,6 +41,8 @@ export interface NodeDrivers {
   podman: PodmanSocket;
   /** The Podman runtime itself (the benchmark reads its API call count). */
   runtime: PodmanRuntime;
+  /** Why this node has no WireGuard driver, when it has none: peers of an expected state are then not applied. */
+  wireguardOff?: string;
   close(): Promise<void>;
 }
 
@@ -78,7 +81,10 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
     dnsServers,
   });
   let wireguard: WgDriver | undefined;
-  if (identity && settings.wireguard !== "off") {
+  let wireguardOff: string | undefined;
+  if (settings.wireguard === "off") wireguardOff = "--wireguard off leaves WireGuard alone";
+  else if (!identity) wireguardOff = "this node is not registered, and the mesh needs the address registration gives (agent run --url … --token …)";
+  else {
     wireguard = new WgDriver({
       interfaceName: settings.wireguardInterface,
       address: `${identity.wireguardIp}/16`,
@@ -107,6 +113,7 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
     drivers: { runtime, dns, proxy, wireguard },
     podman,
     runtime,
+    ...(wireguardOff ? { wireguardOff } : {}),
     async prepare() {
       await runtime.ensureNetwork(subnetId);
       if (wireguard && (await wireguard.implementation()) === "absent") await wireguard.apply(await wireguard.observe());
@@ -117,4 +124,11 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
       await podman.release();
     },
   };
+}
+
+/** What of the expected state this node skips, and why (`2 WireGuard peers of the expected state: …`); undefined when nothing is. */
+export function skippedPeersNote(expected: ExpectedState, node: Pick<NodeDrivers, "wireguardOff">): string | undefined {
+  const count = expected.peers?.length ?? 0;
+  if (count === 0 || !node.wireguardOff) return undefined;
+  return `${count} WireGuard peer${count === 1 ? "" : "s"} of the expected state: ${node.wireguardOff}`;
 }

@@ -16,7 +16,7 @@ import { sendStatusReport } from "../reconcile/statusReport.ts";
 import { inferSubnetId } from "../state/nodeRules.ts";
 import { planChanges } from "../state/planChanges.ts";
 import type { ActualState, Change, ExpectedState } from "../state/types.ts";
-import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
+import { createNodeDrivers, skippedPeersNote, type NodeSettings } from "./nodeDrivers.ts";
 import { nodeRulesFor } from "./nodeRulesFor.ts";
 import { ensureRegistered } from "../registration.ts";
 import { processWorkQueueOnce, type WorkQueueSummary } from "../workqueue/processWorkQueueOnce.ts";
@@ -57,6 +57,8 @@ export interface ReconcileOnceResult {
   podmanApiCalls: number;
   /** The signal that stopped the pass early, after the change in flight (exit code 5). */
   interruptedBy?: string;
+  /** Parts of the expected state this node does not apply, each with why (WireGuard peers without registration). */
+  skipped?: string[];
   exitCode: number;
 }
 
@@ -69,6 +71,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
   const interrupt = new AbortController();
   const stopListening = onShutdown(() => interrupt.abort());
   const dataDir = DataDir.open(options.settings.dataDir!);
+  let skipped: string | undefined;
   // A dry run changes nothing, so it never waits for a running agent.
   const lock = options.dryRun ? undefined : await dataDir.lock({ waitMs: options.lockWaitMs });
   try {
@@ -98,6 +101,8 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
     }
     const subnetId = knownSubnetId ?? inferSubnetId(expected.containers) ?? 1;
     const node = await createNodeDrivers({ settings: options.settings, dataDir, identity, subnetId });
+    skipped = skippedPeersNote(expected, node);
+    if (skipped) log.warn(`skipped ${skipped}`);
     try {
       if (options.dryRun) {
         const actual = await observeActual(node.drivers);
@@ -179,6 +184,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
       durations: { totalMs: Math.round(performance.now() - started), passMs: r.passMs },
       podmanApiCalls: r.apiCalls,
       ...(interruptedBy ? { interruptedBy } : {}),
+      ...(skipped ? { skipped: [skipped] } : {}),
       exitCode,
     };
   }

@@ -1,4 +1,5 @@
 import { ControlPlaneClient } from "../controlplane/ControlPlaneClient.ts";
+import { skippedPeersNote } from "../agent/nodeDrivers.ts";
 import { AgentError, errorMessage } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { deployContext } from "../reconcile/deployContext.ts";
@@ -33,20 +34,23 @@ export const driftCheck: Check<DoctorContext> = {
     }
     const subnetId = ctx.subnetIdFor(expected.state);
     let plan: Change[];
+    let skipped: string | undefined;
     try {
       const node = await ctx.node(subnetId);
       plan = planChanges(expected.state, await observeActual(node.drivers));
+      skipped = skippedPeersNote(expected.state, node);
     } catch (err) {
       return resultOf(this, "fail", `cannot observe this server: ${errorMessage(err)}`);
     }
-    if (plan.length === 0) return resultOf(this, "ok", `matches ${expected.origin} (${summarize(expected.state)})`);
-    return driftResult(this, ctx, plan, expected.origin, () => applyPlan(ctx, expected.state, subnetId, expected.encryptionKey));
+    if (plan.length === 0) return resultOf(this, "ok", `matches ${expected.origin} (${summarize(expected.state)})${skipped ? `; skipped ${skipped}` : ""}`);
+    return driftResult(this, ctx, plan, expected.origin, skipped, () => applyPlan(ctx, expected.state, subnetId, expected.encryptionKey));
   },
 };
 
-function driftResult(check: { id: string; title: string }, ctx: DoctorContext, plan: Change[], origin: string, apply: () => Promise<void>): CheckResult {
+function driftResult(check: { id: string; title: string }, ctx: DoctorContext, plan: Change[], origin: string, skipped: string | undefined, apply: () => Promise<void>): CheckResult {
   const changes = plan.map(changeView);
   const lines = changes.map((c) => `${c.description} — because ${c.reason}`);
+  if (skipped) lines.push(`(skipped ${skipped})`);
   const detail = `${plan.length} change${plan.length === 1 ? "" : "s"} to match ${origin}:\n${lines.join("\n")}`;
   const holder = ctx.lockHolder();
   if (holder.held) {

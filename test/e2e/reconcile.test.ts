@@ -260,6 +260,31 @@ describe("agent reconcile --once --state (real Podman)", () => {
     expect(managed.every((r) => r.State === "running")).toBe(true);
   });
 
+  test("WireGuard peers in a state file on a node without registration: a line says they were skipped, and why", async () => {
+    const subnet = await freeSubnetId();
+    const world = await startIsolatedPodman({ images: [], network: { subnetId: subnet, name: network } });
+    try {
+      const key = (n: number) => Buffer.alloc(32, n).toString("base64");
+      const peers = [
+        { publicKey: key(1), allowedIps: "10.100.2.0/24,10.200.2.0/24", endpoint: "203.0.113.7:51820" },
+        { publicKey: key(2), allowedIps: "10.100.3.0/24", endpoint: null },
+      ];
+      const state = writeState("peers", { containers: [], wireguard: { peers } });
+      const args = ["reconcile", "--once", "--state", state, "--data-dir", join(tmp.path, "peers-data"), "--network-name", network, "--subnet-id", String(subnet), "--dns-port", "0"];
+      const note = "2 WireGuard peers of the expected state: this node is not registered, and the mesh needs the address registration gives (agent run --url … --token …)";
+      const json = await runAgentJson([...args, "--json"], { env: world.env });
+      expect(json.exitCode).toBe(0);
+      expect(json.json).toMatchObject({ converged: true, applied: [], skipped: [note] });
+      expect(json.stderr).toContain(`[reconcile] warn: skipped ${note}`);
+      const text = await runAgentCli(args, { env: world.env });
+      expect(text.stdout).toBe(`skipped  ${note}\nconverged: 0 change(s) in ${/in (\d+) ms/.exec(text.stdout)?.[1]} ms\n`);
+      const doctor = await runAgentJson(["doctor", "--json", ...args.slice(2)], { env: world.env, timeoutMs: 120_000 });
+      expect(doctor.json.checks.find((c: { id: string }) => c.id === "drift")).toMatchObject({ status: "ok", detail: expect.stringContaining(`; skipped ${note}`) });
+    } finally {
+      await world.stop();
+    }
+  });
+
   test("the data-dir lock: reconcile waits, then exits 4 naming the holder", async () => {
     const dataDir = join(tmp.path, "locked");
     const { DataDir } = await import("../../lib/datadir/DataDir.ts");
