@@ -7,8 +7,8 @@ import { judgeConfigFile, type ConfigFileVerdict } from "./configFileRules.ts";
 
 /**
  * Every setting is declared once here: its flag, its environment variable, its config-file key,
- * its validation and its default. Commands pick the settings they use; the README table is
- * generated from the same declarations (`agent --help-settings`).
+ * its validation and its default. Commands pick the settings they use; the README's Configuration
+ * table lists the same declarations (test/unit/settings.test.ts checks that it does).
  */
 export interface SettingSpec<T> {
   key: string;

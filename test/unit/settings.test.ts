@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { judgeConfigFile } from "../../lib/config/configFileRules.ts";
-import { resolveSettings } from "../../lib/config/settings.ts";
+import { SETTINGS, resolveSettings } from "../../lib/config/settings.ts";
 import { UsageError } from "../../lib/errors.ts";
-import { tempDir } from "../support/agentBinary.ts";
+import { REPO_ROOT, tempDir } from "../support/agentBinary.ts";
 
 const KEYS = ["url", "dataDir", "proxy", "logFormat", "requestTimeout"] as const;
 const dirs: Array<{ cleanup: () => void }> = [];
@@ -128,5 +128,21 @@ describe("config file mode and owner", () => {
     expect(judgeConfigFile({ ...facts, uid: 1000 })).toEqual({});
     expect(judgeConfigFile({ ...facts, uid: 0 })).toEqual({});
     expect(judgeConfigFile({ ...facts, uid: 1001 }).refusal).toContain("chown 1000 /home/ci/agent.json");
+  });
+});
+
+describe("the README's Configuration table", () => {
+  test("has a row for every setting, with its flag, environment variable and config key", () => {
+    const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("\n## Configuration\n"), readme.indexOf("\n## ", readme.indexOf("\n## Configuration\n") + 1));
+    const rows = section.split("\n").filter((line) => line.startsWith("| `--"));
+    const wrong = Object.values(SETTINGS).flatMap((s) => {
+      const flag = s.flag.split(" ")[0]!;
+      const row = rows.find((r) => r.startsWith(`| \`${flag}\``) || r.startsWith(`| \`${flag} `));
+      if (!row) return [`${flag}: no row`];
+      return row.split(" | ")[1] === `\`${s.env}\`` && row.split(" | ")[2] === `\`${s.key}\`` ? [] : [`${flag}: ${row.split(" | ").slice(1, 3).join(" | ")}`];
+    });
+    expect(wrong).toEqual([]);
+    expect(rows).toHaveLength(Object.keys(SETTINGS).length);
   });
 });
