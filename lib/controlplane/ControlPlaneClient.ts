@@ -4,8 +4,7 @@ import { AgentError } from "../errors.ts";
 import type { SigningKey } from "../crypto/signingKey.ts";
 import { redact } from "../redact.ts";
 import { DEFAULT_BACKOFF, withRetry, type BackoffPolicy } from "../retry.ts";
-import { BodyTooLargeError, discardBody, isTimeoutError, readBodyText } from "../http/readBody.ts";
-import { MAX_ANSWER_BYTES, isRedirect, redirectText, timeoutText, tooLargeText } from "./answerProblems.ts";
+import { UnusableAnswer, noAnswerText, readAnswer } from "./readAnswer.ts";
 import { signatureHeaders, type SigningMode } from "./signing.ts";
 import {
   BuildStatusResponse,
@@ -158,20 +157,14 @@ export class ControlPlaneClient {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
-      const reason = isTimeoutError(err) ? timeoutText(this.timeoutMs, "waiting for") : `failed: ${networkReason(err)}`;
-      throw new ControlPlaneError(`control plane ${what} ${reason}`, undefined, undefined, true);
-    }
-    if (isRedirect(res.statusCode)) {
-      discardBody(res);
-      throw new ControlPlaneError(`control plane ${what} ${redirectText(res.statusCode, res.headers.location, url)}`, res.statusCode);
+      throw new ControlPlaneError(`control plane ${what} ${noAnswerText(err, this.timeoutMs)}`, undefined, undefined, true);
     }
     let text: string;
     try {
-      text = await readBodyText(res, MAX_ANSWER_BYTES);
+      text = await readAnswer(res, url, this.timeoutMs);
     } catch (err) {
-      if (err instanceof BodyTooLargeError) throw new ControlPlaneError(`control plane ${what} ${tooLargeText(res.statusCode, err.limitBytes)}`, res.statusCode);
-      const reason = isTimeoutError(err) ? timeoutText(this.timeoutMs, "reading") : `failed while reading the answer: ${networkReason(err)}`;
-      throw new ControlPlaneError(`control plane ${what} ${reason}`, res.statusCode, undefined, true);
+      if (!(err instanceof UnusableAnswer)) throw err;
+      throw new ControlPlaneError(`control plane ${what} ${err.message}`, res.statusCode, undefined, err.retryable);
     }
     if (options.expectedStatuses?.includes(res.statusCode)) return undefined;
     if (res.statusCode >= 400) {
@@ -204,9 +197,4 @@ function parseErrorText(text: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function networkReason(err: unknown): string {
-  const e = err as { code?: string; message?: string; cause?: { code?: string } };
-  return e.code ?? e.cause?.code ?? e.message ?? String(err);
 }

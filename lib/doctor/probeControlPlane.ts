@@ -2,8 +2,7 @@ import { signatureHeaders, type SigningMode } from "../controlplane/signing.ts";
 import type { SigningKey } from "../crypto/signingKey.ts";
 import { ErrorBody } from "../controlplane/schemas.ts";
 import { Agent, request } from "../http/undici.ts";
-import { BodyTooLargeError, discardBody, isTimeoutError, readBodyText } from "../http/readBody.ts";
-import { MAX_ANSWER_BYTES, isRedirect, redirectText, timeoutText, tooLargeText } from "../controlplane/answerProblems.ts";
+import { noAnswerText, readAnswer } from "../controlplane/readAnswer.ts";
 import { errorMessage } from "../errors.ts";
 
 export const EXPECTED_STATE_PATH = "api/v1/agent/expected-state";
@@ -57,9 +56,7 @@ export async function probeControlPlane(options: ProbeOptions): Promise<ControlP
         signal: AbortSignal.timeout(options.timeoutMs),
       });
     } catch (err) {
-      const e = err as { code?: string; message?: string; cause?: { code?: string } };
-      const reason = isTimeoutError(err) ? timeoutText(options.timeoutMs, "waiting for") : (e.code ?? e.cause?.code ?? e.message ?? String(err));
-      return { url: url.href, durationMs: now() - sentAt, networkError: reason };
+      return { url: url.href, durationMs: now() - sentAt, networkError: noAnswerText(err, options.timeoutMs) };
     }
     const answeredAt = now();
     const probe: ControlPlaneProbe = { url: url.href, durationMs: answeredAt - sentAt, status: res.statusCode };
@@ -67,17 +64,11 @@ export async function probeControlPlane(options: ProbeOptions): Promise<ControlP
     const serverTime = typeof date === "string" ? Date.parse(date) : Number.NaN;
     // The header is truncated to the second: +500 ms is the middle of the second it names.
     if (Number.isFinite(serverTime)) probe.skewMs = Math.round(serverTime + 500 - (sentAt + answeredAt) / 2);
-    if (isRedirect(res.statusCode)) {
-      discardBody(res);
-      probe.bodyError = redirectText(res.statusCode, res.headers.location, url);
-      return probe;
-    }
     let text: string;
     try {
-      text = await readBodyText(res, MAX_ANSWER_BYTES);
+      text = await readAnswer(res, url, options.timeoutMs);
     } catch (err) {
-      if (err instanceof BodyTooLargeError) probe.bodyError = tooLargeText(res.statusCode, err.limitBytes);
-      else probe.bodyError = isTimeoutError(err) ? timeoutText(options.timeoutMs, "reading") : `reading the answer failed: ${errorMessage(err)}`;
+      probe.bodyError = errorMessage(err);
       return probe;
     }
     if (res.statusCode >= 400) {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { runAgentCli, tempDir } from "../support/agentBinary.ts";
 import { registeredDataDir } from "../support/doctorFixtures.ts";
-import { TestControlPlane } from "../support/TestControlPlane.ts";
+import { TestControlPlane, trickledAnswer } from "../support/TestControlPlane.ts";
 
 /**
  * Control-plane answers the agent cannot use, seen through the compiled binary: the error says
@@ -34,16 +34,7 @@ async function reconcileAgainst(respond: () => Response, extra: string[] = []) {
 }
 
 test("an answer trickled for ever: timed out after N s reading the answer (--request-timeout)", async () => {
-  const res = await reconcileAgainst(() => {
-    let sent = 0;
-    const body = new ReadableStream({
-      async pull(controller) {
-        if (sent++ > 0) await Bun.sleep(100);
-        controller.enqueue(new TextEncoder().encode(sent === 1 ? '{"containers": [' : " "));
-      },
-    });
-    return new Response(body, { status: 200 });
-  }, ["--request-timeout", "1"]);
+  const res = await reconcileAgainst(trickledAnswer, ["--request-timeout", "1"]);
   expect(res.stderr).toContain(`agent: cannot fetch expected state: control plane GET ${EXPECTED_STATE} timed out after 1 s reading the answer (--request-timeout)`);
   expect(res.exitCode).toBe(1);
 });

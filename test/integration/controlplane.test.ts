@@ -5,7 +5,7 @@ import { probeControlPlane } from "../../lib/doctor/probeControlPlane.ts";
 import { SigningKey } from "../../lib/crypto/signingKey.ts";
 import { decryptSecret } from "../../lib/crypto/secrets.ts";
 import { generateWireGuardPrivateKey, wireGuardPublicKey } from "../../lib/crypto/wireguardKey.ts";
-import { TestControlPlane } from "../support/TestControlPlane.ts";
+import { TestControlPlane, trickledAnswer } from "../support/TestControlPlane.ts";
 
 const cp = new TestControlPlane();
 const key = SigningKey.generate();
@@ -182,20 +182,8 @@ describe("answers the agent cannot use say what they were", () => {
   const once = (timeoutMs = 15_000) => new ControlPlaneClient({ baseUrl: cp.url, serverId, signingKey: key, timeoutMs, backoff: { attempts: 1, baseMs: 1, maxMs: 1 } });
   const answering = (respond: () => Response) => cp.intercept((req) => (req.path === EXPECTED_STATE ? respond() : undefined));
 
-  /** A 200 whose body starts, then never ends: one byte every 100 ms. */
-  function trickle(): Response {
-    let sent = 0;
-    const body = new ReadableStream({
-      async pull(controller) {
-        if (sent++ > 0) await Bun.sleep(100);
-        controller.enqueue(new TextEncoder().encode(sent === 1 ? '{"containers": [' : " "));
-      },
-    });
-    return new Response(body, { status: 200, headers: { "content-type": "application/json" } });
-  }
-
   test("a body trickled for ever: timed out reading the answer, naming --request-timeout", async () => {
-    const off = answering(trickle);
+    const off = answering(trickledAnswer);
     try {
       const started = Date.now();
       const err = await caught(once(1000).getExpectedState());
@@ -257,7 +245,7 @@ describe("answers the agent cannot use say what they were", () => {
     } finally {
       off();
     }
-    off = answering(trickle);
+    off = answering(trickledAnswer);
     try {
       expect((await probe(1000)).bodyError).toBe("timed out after 1 s reading the answer (--request-timeout)");
     } finally {

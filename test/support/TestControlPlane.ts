@@ -65,6 +65,18 @@ export interface RecordedRequest {
   status?: number;
 }
 
+/** A fault for `intercept`: a 200 whose body starts, then never ends (a space every 100 ms, for as long as the client reads). */
+export function trickledAnswer(): Response {
+  let sent = 0;
+  const body = new ReadableStream({
+    async pull(controller) {
+      if (sent++ > 0) await Bun.sleep(100);
+      controller.enqueue(new TextEncoder().encode(sent === 1 ? '{"containers": [' : " "));
+    },
+  });
+  return new Response(body, { status: 200, headers: { "content-type": "application/json" } });
+}
+
 type Interceptor = (req: RecordedRequest) => Response | undefined | Promise<Response | undefined>;
 
 export class TestControlPlane {
