@@ -1,10 +1,10 @@
 import { Command } from "commander";
-import pkg from "../package.json" with { type: "json" };
 import { buildCommand } from "./commands/build.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { reconcileCommand } from "./commands/reconcile.ts";
 import { runCommand } from "./commands/run.ts";
 import { exitOnSignal } from "../lib/shutdownSignals.ts";
+import { versionLine } from "../lib/buildInfo.ts";
 
 /**
  * The command table: one file per command under cli/commands, registered here. `stopsGracefully`:
@@ -20,7 +20,7 @@ const COMMANDS: Array<{ make: () => Command; stopsGracefully: boolean }> = [
 export function buildProgram(): Command {
   const program = new Command("agent")
     .description("Techulus node agent: makes this server match the control plane's expected state")
-    .version(pkg.version, "-V, --version", "print the agent version")
+    .version(versionLine(), "-V, --version", "print the agent version and the git commit it was built from")
     .showHelpAfterError("(run agent --help for usage)")
     .configureOutput({ outputError: (text, write) => write(text) })
     .exitOverride();

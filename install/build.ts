@@ -1,5 +1,6 @@
 /**
- * Compiles the agent into one file, dist/agent.
+ * Compiles the agent into one file: `bun install/build.ts [outfile]` → dist/agent for this machine.
+ * install/release.ts uses compileAgent for the release binaries of every architecture.
  *
  * ink imports `react-devtools-core` when DEV=true; the package is not installed (it is a dev
  * tool), so `bun build --compile` fails to resolve it. The plugin below resolves it to a small
@@ -7,6 +8,10 @@
  * never tries to reach a devtools server.
  */
 import type { BunPlugin } from "bun";
+import { resolve } from "node:path";
+import pkg from "../package.json" with { type: "json" };
+
+const REPO = resolve(import.meta.dir, "..");
 
 const devtoolsStub: BunPlugin = {
   name: "react-devtools-core-stub",
@@ -19,17 +24,46 @@ const devtoolsStub: BunPlugin = {
   },
 };
 
-const outfile = process.argv[2] ?? "dist/agent";
-const result = await Bun.build({
-  entrypoints: ["cli/agent.ts"],
-  compile: { outfile },
-  minify: true,
-  sourcemap: "linked",
-  plugins: [devtoolsStub],
-  define: { "process.env.NODE_ENV": JSON.stringify("production") },
-});
-if (!result.success) {
-  for (const message of result.logs) console.error(message);
-  process.exit(1);
+/** The checkout's commit, short, with "-dirty" when tracked files changed; "unknown" outside git. */
+export function gitCommit(repo = REPO): string {
+  const head = Bun.spawnSync(["git", "-C", repo, "rev-parse", "--short=12", "HEAD"], { stderr: "ignore" });
+  if (head.exitCode !== 0) return "unknown";
+  const status = Bun.spawnSync(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"], { stderr: "ignore" });
+  const dirty = status.exitCode === 0 && status.stdout.toString().trim() !== "";
+  return `${head.stdout.toString().trim()}${dirty ? "-dirty" : ""}`;
 }
-console.error(`built ${outfile}`);
+
+export interface CompileOptions {
+  outfile: string;
+  /** Bun's cross-compilation target, e.g. "bun-linux-arm64"; default this machine. */
+  target?: string;
+  version?: string;
+  commit?: string;
+}
+
+export async function compileAgent(options: CompileOptions): Promise<void> {
+  const result = await Bun.build({
+    entrypoints: [resolve(REPO, "cli/agent.ts")],
+    compile: options.target ? { outfile: options.outfile, target: options.target as never } : { outfile: options.outfile },
+    minify: true,
+    sourcemap: "linked",
+    plugins: [devtoolsStub],
+    define: {
+      "process.env.NODE_ENV": JSON.stringify("production"),
+      AGENT_BUILD_VERSION: JSON.stringify(options.version ?? pkg.version),
+      AGENT_BUILD_COMMIT: JSON.stringify(options.commit ?? gitCommit()),
+    },
+  });
+  if (!result.success) throw new Error(`bun build failed:\n${result.logs.map(String).join("\n")}`);
+}
+
+if (import.meta.main) {
+  const outfile = process.argv[2] ?? "dist/agent";
+  try {
+    await compileAgent({ outfile });
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(1);
+  }
+  console.error(`built ${outfile}`);
+}

@@ -41,7 +41,8 @@ describe("the compiled binary", () => {
   test("--version and --help list the four commands", async () => {
     const version = await runAgentCli(["--version"]);
     expect(version.exitCode).toBe(0);
-    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // The version, then the commit the binary was built from (this checkout's).
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+\S* \(commit [0-9a-f]{7,40}(-dirty)?\)$/);
     const help = await runAgentCli(["--help"]);
     expect(help.exitCode).toBe(0);
     for (const cmd of ["run", "reconcile", "build", "doctor"]) expect(help.stdout).toMatch(new RegExp(`^  ${cmd} `, "m"));
