@@ -73,8 +73,22 @@ export function fromCaddyRoute(value: unknown): Route | undefined {
  * order, ahead of the managed ones (which are sorted by id), so an operator's own routes keep
  * precedence and survive every update.
  */
+/** A route that answers whatever the host (no matcher set names one), like a stock Caddyfile's `:80 { file_server }`. */
+export function answersEveryHost(value: unknown): boolean {
+  const match = (value as { match?: unknown } | null)?.match;
+  if (!Array.isArray(match) || match.length === 0) return true;
+  return match.some((set) => (set as { host?: unknown } | null)?.host === undefined);
+}
+
+/**
+ * The operator's routes keep their order; the agent's go after the operator's host routes and
+ * before the first route that answers every host, which would otherwise shadow them all.
+ */
 export function mergeCaddyRoutes(live: readonly unknown[], routes: readonly Route[]): unknown[] {
-  return [...live.filter((r) => !isManagedRoute(r)), ...sortRoutes(routes).map(toCaddyRoute)];
+  const own = live.filter((r) => !isManagedRoute(r));
+  const firstCatchAll = own.findIndex(answersEveryHost);
+  const at = firstCatchAll === -1 ? own.length : firstCatchAll;
+  return [...own.slice(0, at), ...sortRoutes(routes).map(toCaddyRoute), ...own.slice(at)];
 }
 
 export function routesFromCaddy(live: readonly unknown[]): Route[] {

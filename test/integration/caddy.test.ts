@@ -309,3 +309,27 @@ describe("Caddy driver when the server exists without routes", () => {
     expect((await get("app.test", port)).body).toBe("backend-a service=svc-1");
   });
 });
+
+describe("Caddy driver beside an operator's catch-all route", () => {
+  let admin: number;
+  let port: number;
+  let stock: { child: Child } | undefined;
+
+  beforeAll(async () => {
+    admin = await freePort();
+    port = await freePort();
+    // What Debian's and Ubuntu's caddy package runs (its Caddyfile: `:80 { file_server }`): one route, no matcher.
+    const catchAll = { handle: [{ handler: "static_response", body: "stock caddy page" }] };
+    stock = await startCaddy({ admin: { listen: `127.0.0.1:${admin}` }, apps: { http: { servers: { srv0: { listen: [`127.0.0.1:${port}`], automatic_https: { disable: true }, routes: [catchAll] } } } } }, admin);
+  }, 30_000);
+  afterAll(() => stopCaddy(stock));
+
+  test("the agent's route answers its host; every other host still gets the catch-all", async () => {
+    const d = new CaddyDriver({ adminUrl: `http://127.0.0.1:${admin}` });
+    const routes: Route[] = [{ id: "r1", domain: "app.test", upstreams: [upstreamA], serviceId: "svc-1" }];
+    await d.apply(routes, []);
+    expect((await d.observe()).routes).toEqual(routes);
+    expect((await get("app.test", port)).body).toBe("backend-a service=svc-1");
+    expect((await get("other.test", port)).body).toBe("stock caddy page");
+  });
+});

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { generateWireGuardPrivateKey, wireGuardPublicKey } from "../../lib/crypto/wireguardKey.ts";
 import { parseHostsFile, renderHostsFile } from "../../lib/dns/hostsFile.ts";
 import { DnsmasqDriver, containerDnsServers, dnsListenAddresses } from "../../lib/dns/DnsmasqDriver.ts";
-import { fromCaddyRoute, mergeCaddyRoutes, routesFromCaddy, toCaddyRoute } from "../../lib/proxy/caddyConfig.ts";
+import { answersEveryHost, fromCaddyRoute, mergeCaddyRoutes, routesFromCaddy, toCaddyRoute } from "../../lib/proxy/caddyConfig.ts";
 import { domainOfCertificateFile, domainOfRule, hostRule, parseRoutesYaml, renderRoutesYaml } from "../../lib/proxy/traefikFiles.ts";
 import { hashDns, hashPeers, hashRoutes } from "../../lib/state/hash.ts";
 import type { Route } from "../../lib/state/types.ts";
@@ -119,13 +119,30 @@ describe("Caddy routes", () => {
 
   test("merging keeps every unmanaged route in place and replaces only managed ones", () => {
     const operator1 = { match: [{ host: ["a.test"] }], handle: [] };
-    const operator2 = { "@id": "operators-own", handle: [] };
+    const operator2 = { "@id": "operators-own", match: [{ host: ["b.test"] }], handle: [] };
     const staleManaged = toCaddyRoute({ ...route, id: "old" });
     const merged = mergeCaddyRoutes([operator1, staleManaged, operator2], [route]);
     expect(merged.slice(0, 2)).toEqual([operator1, operator2]);
     expect(routesFromCaddy(merged)).toEqual([{ ...route, upstreams: ["10.200.1.1:80", "10.200.1.2:80"] }]);
     expect(hashRoutes(routesFromCaddy(merged))).toBe(hashRoutes([route]));
   });
+});
+
+test("the agent's routes go before an operator's route that answers every host, never behind it", () => {
+  const route: Route = { id: "r1", domain: "app.example.com", upstreams: ["10.200.1.2:80"], serviceId: "svc" };
+  const hostRoute = { match: [{ host: ["a.test"] }], handle: [] };
+  // A stock Caddyfile's `:80 { root * /usr/share/caddy; file_server }`: no matcher at all.
+  const fileServer = { handle: [{ handler: "file_server" }] };
+  const pathOnly = { match: [{ path: ["/health"] }], handle: [] };
+  const hostOrPath = { match: [{ host: ["c.test"] }, { path: ["/x"] }], handle: [] };
+  expect(answersEveryHost(fileServer)).toBe(true);
+  expect(answersEveryHost(pathOnly)).toBe(true);
+  expect(answersEveryHost(hostOrPath)).toBe(true);
+  expect(answersEveryHost(hostRoute)).toBe(false);
+  const managed = toCaddyRoute(route);
+  expect(mergeCaddyRoutes([hostRoute, fileServer, pathOnly], [route])).toEqual([hostRoute, managed, fileServer, pathOnly]);
+  expect(mergeCaddyRoutes([fileServer, hostRoute, managed], [route])).toEqual([managed, fileServer, hostRoute]);
+  expect(mergeCaddyRoutes([hostRoute], [route])).toEqual([hostRoute, managed]);
 });
 
 describe("Traefik files", () => {
