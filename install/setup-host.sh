@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# Idempotent host setup for development, tests and CI (Debian 12, as root).
-# Installs the real components the agent drives and its tests start (shared/HOST.md), configures
-# Podman for this kind of host (runc, ulimits within the hard limits), and creates the local test
-# image localhost/busybox:test. Safe to run any number of times.
+# Idempotent host setup for development, tests and CI (Debian 12, as root): the installer's own
+# host setup (one source of truth), what the tests add (shared/HOST.md), and the local test images
+# localhost/busybox:test and localhost/hello-web:test. Safe to run any number of times.
 set -euo pipefail
 
-# containernetworking-plugins: Podman's CNI backend. Named, since podman depends only on "a
-# container-network-stack", which netavark alone satisfies when both are installed together.
-PACKAGES=(podman runc containernetworking-plugins caddy dnsmasq dnsutils wireguard-tools wireguard-go iproute2 docker-registry
-          buildah skopeo busybox-static git curl ca-certificates iptables iputils-ping openssl
-          netavark aardvark-dns)
+# What the agent drives comes from the installer's host setup (install/install.sh --host-only: Podman,
+# its runtime, network backend and containers.conf, dnsmasq, WireGuard, git); here only what the
+# development and the tests add: Caddy (tests start their own), the full dnsmasq and dig, wireguard-go
+# (tests use it even where the kernel has WireGuard), netavark beside CNI (tests run the agent on both
+# backends), a registry, buildah, skopeo, busybox for test images, shellcheck.
+EXTRA_PACKAGES=(caddy dnsmasq dnsutils wireguard-go docker-registry buildah skopeo busybox-static iputils-ping openssl
+                containernetworking-plugins netavark aardvark-dns shellcheck debootstrap)
 TEST_IMAGE=localhost/busybox:test
 # A web server image for the example and the reconcile tests (expected state carries no command).
 # sh traps SIGTERM so `podman stop` is immediate (httpd as PID 1 ignores it).
 WEB_IMAGE=localhost/hello-web:test
-MARKER="# managed by techulus-agent install/setup-host.sh"
 
 say() { printf '[setup-host] %s\n' "$*" >&2; }
 
@@ -26,62 +26,15 @@ fi
 # nodejs and npm; a Node that is already installed (nodesource, nvm, ...) is left alone.
 if ! command -v npm >/dev/null 2>&1; then
   say "npm not on PATH: adding Debian's nodejs and npm packages (for npm ci)"
-  PACKAGES+=(nodejs npm)
+  EXTRA_PACKAGES+=(nodejs npm)
 fi
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-  say "packages already installed"
-fi
+bash "$(dirname "$0")/install.sh" --host-only --extra-packages "${EXTRA_PACKAGES[*]}" >&2
 
 # Debian starts these as services when systemd is PID 1; the agent and the tests run their own.
 for svc in caddy dnsmasq docker-registry; do
   if [ -d /run/systemd/system ]; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
 done
-
-conf=/etc/containers/containers.conf
-# Podman's network backend, said explicitly: with netavark installed (the tests also run the agent
-# on it, in worlds of their own), podman would otherwise switch to it by itself on a fresh host.
-# PODMAN_NETWORK_BACKEND chooses; else the one already pinned here, else what this podman uses now
-# (an older setup without a pin), else CNI: Debian 12's default, what its servers run.
-backend=${PODMAN_NETWORK_BACKEND:-}
-[ -n "$backend" ] || backend=$(sed -n 's/^network_backend = "\(.*\)"$/\1/p' "$conf" 2>/dev/null || true)
-if [ -z "$backend" ] && [ -f "$conf" ]; then backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null || true); fi
-backend=${backend:-cni}
-case "$backend" in cni|netavark) ;; *) say "PODMAN_NETWORK_BACKEND must be cni or netavark (got $backend)"; exit 2 ;; esac
-if [ ! -f "$conf" ] || grep -q "$MARKER" "$conf"; then
-  nofile_hard=$(ulimit -Hn)
-  limit=10000
-  if [ "$nofile_hard" != "unlimited" ] && [ "$nofile_hard" -lt "$limit" ]; then limit=$nofile_hard; fi
-  desired=$(cat <<CONF
-$MARKER
-# runc: crun fails on cgroups v1 hybrid hosts; ulimits must stay within the hard limits.
-[containers]
-default_ulimits = ["nofile=$limit:$limit","nproc=$limit:$limit"]
-
-[engine]
-runtime = "runc"
-
-[network]
-network_backend = "$backend"
-CONF
-)
-  if [ "$(cat "$conf" 2>/dev/null)" != "$desired" ]; then
-    say "writing $conf"
-    mkdir -p /etc/containers
-    printf '%s\n' "$desired" > "$conf"
-  fi
-else
-  say "$conf exists and is not ours; leaving it (it needs runtime = \"runc\" and default_ulimits within the hard limits)"
-fi
 
 if ! podman image exists "$TEST_IMAGE" 2>/dev/null; then
   say "creating $TEST_IMAGE from busybox-static"
