@@ -5,7 +5,7 @@ import { buildProgram } from "./program.ts";
 
 /** Runs the CLI and maps every error to one line on stderr and a documented exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : ExitCode.ok;

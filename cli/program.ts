@@ -1,32 +1,66 @@
 import { Command } from "commander";
-import { buildCommand } from "./commands/build.ts";
-import { doctorCommand } from "./commands/doctor.ts";
-import { reconcileCommand } from "./commands/reconcile.ts";
-import { runCommand } from "./commands/run.ts";
 import { exitOnSignal } from "../lib/shutdownSignals.ts";
 import { versionLine } from "../lib/buildInfo.ts";
 
 /**
- * The command table: one file per command under cli/commands, registered here. `stopsGracefully`:
- * on SIGTERM/SIGINT the command finishes what is in flight (lib/shutdownSignals); the others exit.
+ * The command table: one file per command under cli/commands, wired here. Only the command being
+ * run is loaded (with everything it imports); the others are listed by name and summary, so
+ * `agent --help` and one command never pay for the rest. `stopsGracefully`: on SIGTERM/SIGINT
+ * the command finishes what is in flight (lib/shutdownSignals); the others exit.
  */
-const COMMANDS: Array<{ make: () => Command; stopsGracefully: boolean }> = [
-  { make: runCommand, stopsGracefully: true },
-  { make: reconcileCommand, stopsGracefully: true },
-  { make: buildCommand, stopsGracefully: true },
-  { make: doctorCommand, stopsGracefully: false },
+interface CommandEntry {
+  name: string;
+  summary: string;
+  load: () => Promise<Command>;
+  stopsGracefully: boolean;
+}
+
+const COMMANDS: CommandEntry[] = [
+  {
+    name: "run",
+    summary: "register on first start, then keep this server in sync with the control plane (runs until SIGTERM)",
+    load: async () => (await import("./commands/run.ts")).runCommand(),
+    stopsGracefully: true,
+  },
+  {
+    name: "reconcile",
+    summary: "one reconcile pass: make this server match the expected state, then exit (0 converged, 3 drift remains, 1 a change failed, 5 stopped by a signal)",
+    load: async () => (await import("./commands/reconcile.ts")).reconcileCommand(),
+    stopsGracefully: true,
+  },
+  {
+    name: "build",
+    summary: "clone, build and push a container image (CI mode, or one control-plane build with --build-id)",
+    load: async () => (await import("./commands/build.ts")).buildCommand(),
+    stopsGracefully: true,
+  },
+  {
+    name: "doctor",
+    summary: "check this host and the agent's view of the world, explain drift, propose fixes (exit 0: nothing failed, 1: a check failed)",
+    load: async () => (await import("./commands/doctor.ts")).doctorCommand(),
+    stopsGracefully: false,
+  },
 ];
 
-export function buildProgram(): Command {
+/** The command argv asks for: its first word, or the one after `help`. */
+export function commandNameOf(argv: readonly string[]): string | undefined {
+  const words = argv.filter((a) => !a.startsWith("-"));
+  return words[0] === "help" ? words[1] : words[0];
+}
+
+export async function buildProgram(argv: readonly string[]): Promise<Command> {
   const program = new Command("agent")
     .description("Techulus node agent: makes this server match the control plane's expected state")
     .version(versionLine(), "-V, --version", "print the agent version and the git commit it was built from")
     .showHelpAfterError("(run agent --help for usage)")
     .configureOutput({ outputError: (text, write) => write(text) })
+    // Commands not loaded have no options yet; every command has some.
+    .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} [options]` })
     .exitOverride();
-  for (const { make, stopsGracefully } of COMMANDS) {
-    const cmd = make();
-    if (!stopsGracefully) cmd.hook("preAction", () => exitOnSignal());
+  const wanted = commandNameOf(argv);
+  for (const entry of COMMANDS) {
+    const cmd = (entry.name === wanted ? await entry.load() : new Command(entry.name)).description(entry.summary);
+    if (!entry.stopsGracefully) cmd.hook("preAction", () => exitOnSignal());
     cmd.exitOverride();
     cmd.configureOutput({ outputError: (text, write) => write(text) });
     program.addCommand(cmd);

@@ -1,5 +1,7 @@
 /**
  * Compiles the agent into one file: `bun install/build.ts [outfile]` → dist/agent for this machine.
+ * The modules a command imports dynamically become chunks inside that file (splitting), loaded
+ * when the command first needs them; cli/program.ts is where commands are wired to them.
  * install/release.ts uses compileAgent for the release binaries of every architecture.
  *
  * ink imports `react-devtools-core` when DEV=true; the package is not installed (it is a dev
@@ -44,7 +46,17 @@ export interface CompileOptions {
 export async function compileAgent(options: CompileOptions): Promise<void> {
   const result = await Bun.build({
     entrypoints: [resolve(REPO, "cli/agent.ts")],
-    compile: options.target ? { outfile: options.outfile, target: options.target as never } : { outfile: options.outfile },
+    compile: {
+      outfile: options.outfile,
+      ...(options.target ? { target: options.target as never } : {}),
+      // A root daemon reads its settings from flags, environment and its config file only: never
+      // a .env or bunfig.toml from whatever folder it was started in.
+      autoloadDotenv: false,
+      autoloadBunfig: false,
+    },
+    // Chunks per dynamic import: a command parses and runs only the code it uses (`--version`
+    // loads almost nothing, `reconcile` never loads ink or the builder).
+    splitting: true,
     minify: true,
     sourcemap: "linked",
     plugins: [devtoolsStub],

@@ -37,7 +37,6 @@ const log = logger("build");
 
 export function buildCommand(): Command {
   const cmd = new Command("build")
-    .description("clone, build and push a container image (CI mode, or one control-plane build with --build-id)")
     .option("--repo <owner/name>", "GitHub repository to clone")
     .option("--ref <sha|branch>", "exact commit (full sha) or branch to build (default: the tip of main)")
     .option("--image <registry/name:tag>", "image to build and push")

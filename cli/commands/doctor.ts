@@ -4,7 +4,6 @@ import { DOCTOR_SETTING_KEYS, DoctorContext } from "../../lib/doctor/DoctorConte
 import { DoctorSession, type FixOutcome } from "../../lib/doctor/DoctorSession.ts";
 import { UsageError } from "../../lib/errors.ts";
 import { doctorReport, formatOutcome, formatResultLines, formatSummary } from "../doctor/doctorReport.ts";
-import { runDoctorScreen } from "../doctor/runDoctorScreen.tsx";
 import { printJson, printResult } from "../output.ts";
 import { addSettingOptions, settingsFor } from "../settingsOptions.ts";
 
@@ -12,7 +11,6 @@ const SETTINGS = DOCTOR_SETTING_KEYS;
 
 export function doctorCommand(): Command {
   const cmd = new Command("doctor")
-    .description("check this host and the agent's view of the world, explain drift, propose fixes (exit 0: nothing failed, 1: a check failed)")
     .option("--state <file|url>", "measure drift against this expected state (control plane format) instead of the control plane's")
     .option("--subnet-id <n>", "container subnet 10.200.N.0/24 when there is no registration (default: from the state's addresses)")
     .option("--json", "print the results as JSON on stdout (no screen)")
@@ -33,6 +31,8 @@ export function doctorCommand(): Command {
     try {
       if (interactive) {
         const subtitle = `${ctx.dataDir.root}${ctx.stateLocation ? ` · state ${ctx.stateLocation}` : ""}`;
+        // ink and React only for the screen.
+        const { runDoctorScreen } = await import("../doctor/runDoctorScreen.tsx");
         await runDoctorScreen(session, { autoFix: fix, assumeYes: Boolean(opts.yes), subtitle });
       } else if (opts.json) {
         await session.runAll();

@@ -10,7 +10,6 @@ const SETTINGS = ["url", "dataDir", "logFormat", "signing", "requestTimeout", "p
 
 export function reconcileCommand(): Command {
   const cmd = new Command("reconcile")
-    .description("one reconcile pass: make this server match the expected state, then exit (0 converged, 3 drift remains, 1 a change failed, 5 stopped by a signal)")
     .option("--once", "run one pass and exit (the only mode; `agent run` is the loop)")
     .option("--state <file|url>", "expected state in the control plane's format from a file or URL instead of the control plane (no registration needed)")
     .option("--encryption-key-file <file>", "AES-256 key (64 hex) to decrypt encrypted env values of a --state file")

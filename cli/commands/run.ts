@@ -23,7 +23,7 @@ const SETTINGS = [
 ] as const;
 
 export function runCommand(): Command {
-  const cmd = new Command("run").description("register on first start, then keep this server in sync with the control plane (runs until SIGTERM)");
+  const cmd = new Command("run");
   addSettingOptions(cmd, SETTINGS);
   cmd.action(async (_opts, command: Command) => {
     await runAgent(settingsFor(command, SETTINGS));

@@ -1,6 +1,5 @@
 import { chmod, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { create as tarCreate } from "tar";
 
 /**
  * Archives of service volumes, taken before `cleanup_volumes` deletes them:
@@ -40,6 +39,8 @@ export async function archiveFolder(sourceDir: string, archiveDir: string, now =
   const target = join(archiveDir, archiveFileName(now, suffix));
   const temp = join(archiveDir, `.${archiveFileName(now, suffix)}.${process.pid}.tmp`);
   try {
+    // tar is loaded only when a volume is archived, not by every reconcile.
+    const { create: tarCreate } = await import("tar");
     await tarCreate({ gzip: true, file: temp, cwd: sourceDir, follow: false, portable: false, strict: true }, ["."]);
     await chmod(temp, 0o600);
     await rename(temp, target);

@@ -48,11 +48,32 @@ describe("the compiled binary", () => {
     for (const cmd of ["run", "reconcile", "build", "doctor"]) expect(help.stdout).toMatch(new RegExp(`^  ${cmd} `, "m"));
   });
 
-  test("--help of each command works", async () => {
-    for (const cmd of ["run", "build", "doctor", "reconcile"]) {
-      const res = await runAgentCli([cmd, "--help"]);
-      expect(res.exitCode).toBe(0);
-      expect(res.stdout).toContain(`Usage: agent ${cmd}`);
+  test("--help of each command works, as `agent CMD --help` and `agent help CMD`, with the command's own flags", async () => {
+    const flags = { run: "--poll-interval", build: "--build-id", doctor: "--fix", reconcile: "--once" };
+    for (const [cmd, flag] of Object.entries(flags)) {
+      for (const argv of [[cmd, "--help"], ["help", cmd]]) {
+        const res = await runAgentCli(argv);
+        expect(res.exitCode).toBe(0);
+        expect(res.stdout).toContain(`Usage: agent ${cmd} [options]`);
+        expect(res.stdout).toContain(flag);
+      }
+    }
+  });
+
+  test("a .env or bunfig.toml in the folder it is started from is not read", async () => {
+    const dir = tempDir("agent-cwd-");
+    try {
+      writeFileSync(join(dir.path, ".env"), "AGENT_LOG_FORMAT=xml\n");
+      writeFileSync(join(dir.path, "bunfig.toml"), 'preload = ["./evil.ts"]\n');
+      writeFileSync(join(dir.path, "evil.ts"), 'console.error("bunfig preload ran");\n');
+      const res = await runAgentCli(["reconcile", "--once", "--state", join(dir.path, "missing.json"), "--data-dir", join(dir.path, "data")], {
+        wrapper: ["sh", "-c", `cd ${dir.path} && exec "$@"`, "sh"],
+      });
+      expect(res.stderr).not.toContain("AGENT_LOG_FORMAT");
+      expect(res.stderr).not.toContain("preload ran");
+      expect(res.stderr).toContain("--state: cannot read");
+    } finally {
+      dir.cleanup();
     }
   });
 
