@@ -13,62 +13,21 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { startIsolatedPodman, type IsolatedPodman } from "../test/support/isolatedPodman.ts";
 import { cleanupPodman, podman as hostPodman, uniquePrefix } from "../test/support/podman.ts";
+import { AGENT, WEB_IMAGE, agentReconcile as agentPass, expectedContainers, maxRssMb, printTable, unusedSubnetIds } from "./support.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
-const AGENT = join(ROOT, "dist/agent");
-const IMAGE = "localhost/hello-web:test";
+const IMAGE = WEB_IMAGE;
 const prefix = uniquePrefix("bench");
 const work = mkdtempSync(join(tmpdir(), "bench-converge-"));
 // Both sides run against one private container store: the agent owns every managed container it
 // sees, so a shared store would let it remove other containers (and time that too).
 let store: IsolatedPodman;
 const podman = (args: string[]) => store.podman(args);
-
-async function unusedSubnetIds(count: number): Promise<number[]> {
-  const used = await hostPodman(["network", "ls", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}"]);
-  const out: number[] = [];
-  for (let n = 250; n > 20 && out.length < count; n--) if (!used.includes(`10.200.${n}.`)) out.push(n);
-  if (out.length < count) throw new Error("not enough free 10.200.N.0/24 subnets");
-  return out;
-}
-
-function expected(tag: string, count: number, subnetId: number) {
-  return {
-    containers: Array.from({ length: count }, (_, i) => ({
-      deploymentId: `${prefix}-${tag}-dep${i}`,
-      serviceId: `${prefix}-${tag}-svc${i}`,
-      serviceName: `svc${i}`,
-      name: `${prefix}-${tag}-${i}`,
-      image: IMAGE,
-      ipAddress: `10.200.${subnetId}.${10 + i}`,
-      ports: [],
-      env: {},
-      healthCheck: null,
-      volumes: [],
-    })),
-  };
-}
-
-async function agentReconcile(statePath: string, network: string, subnetId: number, env: Record<string, string>) {
-  const t0 = performance.now();
-  const proc = Bun.spawn([AGENT, "reconcile", "--once", "--json", "--state", statePath, "--data-dir", join(work, "data"), "--network-name", network, "--subnet-id", String(subnetId), "--dns-port", "0"], {
-    env: { ...process.env, ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  const ms = performance.now() - t0;
-  if (code !== 0) throw new Error(`agent reconcile exited ${code}: ${err}`);
-  const json = JSON.parse(out) as { applied: unknown[]; podmanApiCalls: number };
-  return { ms, applied: json.applied.length, apiCalls: json.podmanApiCalls, maxRssMb: maxRssMb(proc) };
-}
-
-function maxRssMb(proc: { resourceUsage(): { maxRSS: number } | undefined }): number {
-  return Math.round((proc.resourceUsage()?.maxRSS ?? 0) / 1024 / 1024);
-}
+const expected = (tag: string, count: number, subnetId: number) => expectedContainers(prefix, tag, count, subnetId);
+const agentReconcile = (statePath: string, network: string, subnetId: number, env: Record<string, string>) =>
+  agentPass(join(work, "data"), statePath, network, subnetId, env);
 
 async function podmanRunFloor(count: number, network: string, subnetId: number): Promise<number> {
   await store.createNetwork(network, subnetId);
@@ -128,14 +87,12 @@ async function main() {
     rows.push(["idle pass, 100 containers", `wall ${fmt(idle[100]!.ms)}`, `podman API calls: ${idle[100]!.apiCalls}`, `calls 100 vs 10: ${idle[100]!.apiCalls === idle[10]!.apiCalls ? "same" : "DIFFERENT"}`]);
     rows.push([
       "peak memory (max RSS)",
-      `agent --version: ${floor.maxRssMb} MiB`,
-      `20 deploys: ${agent20.maxRssMb} MiB, idle 100: ${idle[100]!.maxRssMb} MiB`,
+      `agent --version: ${Math.round(floor.maxRssMb)} MiB`,
+      `20 deploys: ${Math.round(agent20.maxRssMb)} MiB, idle 100: ${Math.round(idle[100]!.maxRssMb)} MiB`,
       `ratio idle 100 / start alone: ${(idle[100]!.maxRssMb / floor.maxRssMb).toFixed(2)}`,
     ]);
 
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    console.log(`\nbench/converge (${new Date().toISOString()}, ${(await hostPodman(["--version"])).trim()})`);
-    for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join(" | "));
+    printTable(`bench/converge (${new Date().toISOString()}, ${(await hostPodman(["--version"])).trim()})`, rows);
   } finally {
     await store.stop();
     await cleanupPodman(prefix);

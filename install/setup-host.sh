@@ -8,9 +8,9 @@ set -euo pipefail
 # its runtime, network backend and containers.conf, dnsmasq, WireGuard, git); here only what the
 # development and the tests add: Caddy (tests start their own), the full dnsmasq and dig, wireguard-go
 # (tests use it even where the kernel has WireGuard), netavark beside CNI (tests run the agent on both
-# backends), a registry, buildah, skopeo, busybox for test images, shellcheck.
+# backends), a registry, buildah, skopeo, busybox for test images, shellcheck, GNU time (benchmarks).
 EXTRA_PACKAGES=(caddy dnsmasq dnsutils wireguard-go docker-registry buildah skopeo busybox-static iputils-ping openssl
-                containernetworking-plugins netavark aardvark-dns shellcheck debootstrap)
+                containernetworking-plugins netavark aardvark-dns shellcheck debootstrap time)
 TEST_IMAGE=localhost/busybox:test
 # A web server image for the example and the reconcile tests (expected state carries no command).
 # sh traps SIGTERM so `podman stop` is immediate (httpd as PID 1 ignores it).
