@@ -4,6 +4,7 @@ import { errorMessage } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { shutdownSignal } from "../shutdownSignals.ts";
 import { ContainerLogStreamer } from "../logs/ContainerLogStreamer.ts";
+import { LogPositionStore, logPositionsFile } from "../logs/LogPositionStore.ts";
 import { logShipperFor } from "../logs/logShipperFor.ts";
 import { ReconcileLoop } from "../reconcile/ReconcileLoop.ts";
 import { deployContext } from "../reconcile/deployContext.ts";
@@ -17,6 +18,8 @@ import { createNodeDrivers, type NodeSettings } from "./nodeDrivers.ts";
 import { nodeRulesFor } from "./nodeRulesFor.ts";
 
 const log = logger("agent");
+/** Longest the first pass waits for the logs written while the agent was down to be read. */
+const LOG_CATCH_UP_MS = 10_000;
 
 export type RunSettings = NodeSettings &
   Settings<(typeof BUILDER_SETTINGS)[number]> &
@@ -61,7 +64,9 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     await applyRegistrationPeers(drivers.wireguard, identity.peers);
 
     const shipper = logShipperFor(settings.logsEndpoint);
-    const containerLogs = settings.logsEndpoint ? new ContainerLogStreamer({ socketPath: node.podman.socketPath, shipper }) : undefined;
+    const containerLogs = settings.logsEndpoint
+      ? new ContainerLogStreamer({ socketPath: node.podman.socketPath, shipper, positions: LogPositionStore.open(logPositionsFile(dataDir.stateDir)) })
+      : undefined;
     const loop = new ReconcileLoop({
       source: new ControlPlaneStateSource(client, dataDir, { isProxy: settings.proxy === true, volumesRoot: dataDir.volumesDir, node: nodeRulesFor(settings, identity.subnetId) }),
       drivers,
@@ -90,6 +95,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
       intervalMs: settings.buildPollInterval! * 1000,
       insecureRegistries: settings.insecureRegistries ?? [],
     });
+    await containerLogs?.resume(LOG_CATCH_UP_MS);
     loop.start();
     log.info(`agent started for server ${identity.serverId} (pid ${process.pid}${settings.proxy ? ", proxy node" : ""})`);
 
@@ -97,6 +103,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     await Promise.allSettled([loop.stop(), workQueue.stop(), builds.stop()]);
     await containerLogs?.close();
     await shipper.close();
+    containerLogs?.positions.save();
     await node.close();
     await client.close();
     log.info("stopped; containers keep running");

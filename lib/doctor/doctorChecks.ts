@@ -6,6 +6,7 @@ import type { DoctorContext } from "./DoctorContext.ts";
 import { driftCheck } from "./driftCheck.ts";
 import { hostChecks } from "./hostChecks.ts";
 import { leftoverChecks } from "./leftoverChecks.ts";
+import { logDropsCheck } from "./logDropsCheck.ts";
 
-/** Every check of `agent doctor`, in the order they run and are shown: host, config file, data dir, control plane, leftovers, drift. */
-export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, configFileCheck, ...dataDirChecks, ...controlPlaneChecks, ...leftoverChecks, driftCheck];
+/** Every check of `agent doctor`, in the order they run and are shown: host, config file, data dir, log drops, control plane, leftovers, drift. */
+export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, configFileCheck, ...dataDirChecks, logDropsCheck, ...controlPlaneChecks, ...leftoverChecks, driftCheck];

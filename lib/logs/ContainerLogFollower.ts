@@ -3,7 +3,9 @@ import { logger } from "../logger.ts";
 import { PodmanApiError, type PodmanApi } from "../podman/PodmanApi.ts";
 import { abortableSleep, backoffDelay, type BackoffPolicy } from "../retry.ts";
 import { LibpodLogDecoder, type ContainerLogEntry } from "./LibpodLogDecoder.ts";
-import type { LogShipper } from "./LogShipper.ts";
+import type { LogPositionStore, LineMark } from "./LogPositionStore.ts";
+import type { LogOrigin, LogShipper } from "./LogShipper.ts";
+import type { MonotonicStamps } from "./logTimestamp.ts";
 
 const log = logger("logs");
 const MIN_RECONNECT_MS = 250;
@@ -34,23 +36,43 @@ export interface ContainerLogFollowerOptions {
   shipper: LogShipper;
   /** Where to start when nothing was shipped yet (unix seconds). */
   sinceSeconds: number;
+  /** Where reading got to (advanced as lines are pushed; a reconnect resumes after it). */
   position: LogPosition;
+  /** `_time` of this container's lines, never going backwards across reconnects and restarts. */
+  stamps: MonotonicStamps;
+  /** Acknowledged positions and dropped lines go here. */
+  store: LogPositionStore;
   reconnect: BackoffPolicy;
+  /** First read what Podman has up to now without following, and resolve `caughtUp` then. */
+  catchUp?: boolean;
 }
 
 /**
  * Follows one container's logs until stopped: reconnects with backoff when the stream ends
  * (container stopped, podman restarted) and stops by itself, quietly, when the container is gone.
  */
-export class ContainerLogFollower {
+export class ContainerLogFollower implements LogOrigin {
   readonly done: Promise<void>;
+  /** Resolves once the catch-up read ended (at once without `catchUp`), however it ended. */
+  readonly caughtUp: Promise<void>;
+  private markCaughtUp!: () => void;
   private readonly aborter = new AbortController();
   private current: FollowerState = "connecting";
 
   constructor(private readonly options: ContainerLogFollowerOptions) {
-    this.done = this.run().catch((err) => {
+    this.caughtUp = new Promise((resolve) => (this.markCaughtUp = resolve));
+    if (!options.catchUp) this.markCaughtUp();
+    this.done = this.run().finally(() => this.markCaughtUp()).catch((err) => {
       log.warn(`following the logs of container ${options.container.id} stopped: ${err instanceof Error ? err.message : String(err)}`);
     });
+  }
+
+  acknowledged(mark: unknown): void {
+    this.options.store.acknowledge(this.options.container.id, mark as LineMark);
+  }
+
+  dropped(count: number): void {
+    this.options.store.dropped(this.options.container.id, count);
   }
 
   get state(): FollowerState {
@@ -70,11 +92,17 @@ export class ContainerLogFollower {
   private async run(): Promise<void> {
     const { container, reconnect } = this.options;
     let failures = 0;
+    let follow = !this.options.catchUp;
     while (!this.stopped) {
       this.current = "connecting";
       let shipped = 0;
       try {
-        const outcome = await this.followOnce(() => shipped++);
+        const outcome = await this.readOnce(follow, () => shipped++);
+        if (!follow) {
+          follow = true;
+          this.markCaughtUp();
+          if (outcome === "ended") continue;
+        }
         if (outcome === "gone") {
           this.current = "gone";
           log.debug(`container ${container.id} is gone; no more logs to follow`);
@@ -83,6 +111,10 @@ export class ContainerLogFollower {
       } catch (err) {
         if (this.stopped) break;
         log.debug(`log stream of container ${container.id} failed: ${reason(err)}`);
+        if (!follow) {
+          follow = true;
+          this.markCaughtUp();
+        }
       }
       if (this.stopped) break;
       failures = shipped > 0 ? 0 : failures + 1;
@@ -92,10 +124,10 @@ export class ContainerLogFollower {
     }
   }
 
-  private async followOnce(onShipped: () => void): Promise<"ended" | "gone"> {
-    const { container, api, position } = this.options;
+  private async readOnce(follow: boolean, onShipped: () => void): Promise<"ended" | "gone"> {
+    const { container, api, position, stamps, shipper } = this.options;
     const since = position.seconds ?? this.options.sinceSeconds;
-    const query = { follow: true, stdout: true, stderr: true, timestamps: true, since };
+    const query = { follow, stdout: true, stderr: true, timestamps: true, since };
     let body: Readable;
     try {
       body = await api.stream(`/containers/${encodeURIComponent(container.id)}/logs`, query, this.aborter.signal, 15_000);
@@ -116,21 +148,33 @@ export class ContainerLogFollower {
       if (seconds === position.seconds) position.linesInSecond++;
       else Object.assign(position, { seconds, linesInSecond: 1 });
       // Podman's stamp has whole seconds: within that second the arrival time is the better guess.
-      const ms = Math.floor(now / 1000) === seconds ? now : seconds * 1000;
-      this.options.shipper.push({
-        msg: entry.text,
-        time: new Date(ms),
-        fields,
-      });
+      const stamp = stamps.next(Math.floor(now / 1000) === seconds ? now : seconds * 1000);
+      const mark: LineMark = { seconds, linesInSecond: position.linesInSecond, ms: stamp.ms, subMsNanos: stamp.subMsNanos };
+      shipper.push({ msg: entry.text, time: new Date(stamp.ms), subMsNanos: stamp.subMsNanos, fields, origin: this, mark });
       onShipped();
     };
     const decoder = new LibpodLogDecoder();
     for await (const chunk of body) {
       for (const entry of decoder.push(chunk as Uint8Array)) ship(entry);
+      const room = shipper.room?.();
+      if (room) await untilAborted(room, this.aborter.signal);
     }
     for (const entry of decoder.end()) ship(entry);
     return "ended";
   }
+}
+
+/** Waits for `promise`, or for `signal` to abort (then returns at once). */
+function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    signal.addEventListener("abort", done, { once: true });
+    void promise.then(done);
+  });
 }
 
 function reason(err: unknown): string {

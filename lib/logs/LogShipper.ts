@@ -8,8 +8,24 @@ export interface LogLine {
   msg: string;
   /** `_time`; now when absent. */
   time?: Date;
+  /** Nanoseconds within `time`'s millisecond; when absent a process-wide counter keeps push order. */
+  subMsNanos?: number;
+  /** Told what became of this line; `mark` is handed back to it. */
+  origin?: LogOrigin;
+  mark?: unknown;
   /** Stream and query fields, e.g. build_id, service_id, project_id, log_type. */
   fields: Record<string, string | number>;
+}
+
+/**
+ * A source that wants to know which of its lines arrived: a container's follower persists its
+ * position from `acknowledged` and counts its losses from `dropped`.
+ */
+export interface LogOrigin {
+  /** Called in push order, once per line, after the endpoint answered 2xx for its batch. */
+  acknowledged(mark: unknown): void;
+  /** Lines of this origin lost for good: evicted from a full buffer, or in a batch that kept failing. */
+  dropped(count: number): void;
 }
 
 export interface LogShipperStats {
@@ -28,4 +44,10 @@ export interface LogShipper {
   /** Flushes (bounded) and stops the timer. */
   close(): Promise<void>;
   stats(): LogShipperStats;
+  /**
+   * Undefined while the buffer has room; otherwise a promise that resolves once it has (or the
+   * shipper closes). Sources that can wait — a container log Podman keeps — await it instead of
+   * having lines evicted.
+   */
+  room?(): Promise<void> | undefined;
 }

@@ -4,8 +4,8 @@ import { logger } from "../logger.ts";
 import { redact, registerSecret } from "../redact.ts";
 import { abortableSleep, withRetry, type BackoffPolicy } from "../retry.ts";
 import { BoundedQueue } from "./BoundedQueue.ts";
-import type { LogLine, LogShipper, LogShipperStats } from "./LogShipper.ts";
-import { logTimestamp } from "./logTimestamp.ts";
+import type { LogLine, LogOrigin, LogShipper, LogShipperStats } from "./LogShipper.ts";
+import { logTimestamp, rfc3339Nano } from "./logTimestamp.ts";
 
 const log = logger("logs");
 
@@ -18,12 +18,16 @@ const TRUNCATED = " …[truncated]";
 export interface VictoriaLogsShipperOptions {
   /** VictoriaLogs base URL, e.g. http://logs:9428 (a path prefix is kept). */
   endpoint: string;
-  /** Most lines in one request. */
+  /** A request goes out once this many lines wait (or the flush interval passed). */
   batchLines?: number;
+  /** Most lines in one request: what piled up while the previous request was in flight goes together. */
+  maxBatchLines?: number;
   /** A partial batch waits at most this long before it is sent. */
   flushIntervalMs?: number;
   /** Lines held while the endpoint is slow or down; beyond that the OLDEST lines are dropped. */
   maxBufferLines?: number;
+  /** The same bound in characters of serialised lines (what the buffer's memory grows with). */
+  maxBufferChars?: number;
   /** Timeout of one request (connect, headers and body). */
   requestTimeoutMs?: number;
   /** Send bodies with `Content-Encoding: gzip`. */
@@ -39,11 +43,22 @@ export interface VictoriaLogsShipperOptions {
 }
 
 export interface VictoriaLogsShipperStats extends LogShipperStats {
+  /** Characters of serialised lines waiting in the buffer (at most maxBufferChars). */
+  pendingChars: number;
   /** Every line given to push(): pushed = sent + dropped + pending. */
   pushed: number;
   /** Requests that failed and were tried again. */
   retries: number;
 }
+
+interface Entry {
+  text: string;
+  origin?: LogOrigin;
+  mark?: unknown;
+}
+
+/** Sources that can wait are asked to once the buffer is this full (of lines or of characters). */
+const HIGH_WATER = 0.8;
 
 class ShipError extends Error {
   constructor(
@@ -55,8 +70,8 @@ class ShipError extends Error {
 }
 
 /**
- * Ships lines to VictoriaLogs' `/insert/jsonline` (PROTOCOL.md "Log shipping"): NDJSON batches of
- * at most `batchLines`, a partial batch after at most `flushIntervalMs`, one request in flight.
+ * Ships lines to VictoriaLogs' `/insert/jsonline` (PROTOCOL.md "Log shipping"): NDJSON batches sent
+ * once `batchLines` wait or after `flushIntervalMs`, of at most `maxBatchLines`, one request in flight.
  * push() only serialises (with secrets redacted) into a bounded ring buffer; when it is full the
  * oldest lines are dropped — after an outage the most recent lines are the ones worth having.
  * A batch that keeps failing is dropped after `retry.attempts`. Drops are counted and logged.
@@ -64,13 +79,17 @@ class ShipError extends Error {
 export class VictoriaLogsShipper implements LogShipper {
   readonly url: string;
   private readonly batchLines: number;
+  private readonly maxBatchLines: number;
   private readonly requestTimeoutMs: number;
   private readonly flushTimeoutMs: number;
   private readonly gzip: boolean;
   private readonly retry: BackoffPolicy;
   private readonly maxMessageLength: number;
   private readonly authorization?: string;
-  private readonly queue: BoundedQueue<string>;
+  private readonly queue: BoundedQueue<Entry>;
+  private readonly maxBufferChars: number;
+  private queuedChars = 0;
+  private roomWaiters: Array<() => void> = [];
   private readonly dispatcher: Dispatcher;
   private readonly aborter = new AbortController();
   private readonly timer: ReturnType<typeof setInterval>;
@@ -103,12 +122,14 @@ export class VictoriaLogsShipper implements LogShipper {
     this.url = endpoint.toString();
 
     this.batchLines = positiveInt("batchLines", options.batchLines ?? 50);
+    this.maxBatchLines = Math.max(this.batchLines, positiveInt("maxBatchLines", options.maxBatchLines ?? 1000));
     this.requestTimeoutMs = positiveInt("requestTimeoutMs", options.requestTimeoutMs ?? 5000);
     this.flushTimeoutMs = positiveInt("flushTimeoutMs", options.flushTimeoutMs ?? 5000);
     this.maxMessageLength = positiveInt("maxMessageLength", options.maxMessageLength ?? 65_536);
     this.gzip = options.gzip ?? true;
     this.retry = options.retry ?? DEFAULT_SHIPPER_RETRY;
     this.queue = new BoundedQueue(positiveInt("maxBufferLines", options.maxBufferLines ?? 10_000));
+    this.maxBufferChars = positiveInt("maxBufferChars", options.maxBufferChars ?? 8 * 1024 * 1024);
     this.dispatcher = new Agent({ keepAliveTimeout: 10_000, connect: { timeout: this.requestTimeoutMs } });
     this.timer = setInterval(() => {
       this.partialDue = true;
@@ -124,10 +145,17 @@ export class VictoriaLogsShipper implements LogShipper {
       return;
     }
     try {
-      const evicted = this.queue.push(this.serialise(line));
+      const entry: Entry = { text: this.serialise(line), origin: line.origin, mark: line.mark };
+      let evicted = 0;
+      while (this.queue.length > 0 && (this.queue.length >= this.queue.capacity || this.queuedChars + entry.text.length > this.maxBufferChars)) {
+        this.lose(this.takeEntries(1));
+        evicted++;
+      }
+      this.queue.push(entry);
+      this.queuedChars += entry.text.length;
       if (evicted > 0) {
         this.counts.dropped += evicted;
-        this.warn(`log buffer full (${this.queue.capacity} lines), dropping the oldest lines: VictoriaLogs is slow or down`);
+        this.warn(`log buffer full (${this.queue.capacity} lines or ${this.maxBufferChars} characters), dropping the oldest lines: VictoriaLogs is slow or down`);
       }
       if (this.queue.length >= this.batchLines && !this.running) void this.kick();
     } catch (err) {
@@ -146,15 +174,46 @@ export class VictoriaLogsShipper implements LogShipper {
   }
 
   stats(): VictoriaLogsShipperStats {
-    return { ...this.counts, pending: this.queue.length + this.inFlightLines };
+    return { ...this.counts, pending: this.queue.length + this.inFlightLines, pendingChars: this.queuedChars };
+  }
+
+  room(): Promise<void> | undefined {
+    if (!this.full() || this.closed || this.aborter.signal.aborted) return undefined;
+    return new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  private full(): boolean {
+    return this.queue.length >= this.queue.capacity * HIGH_WATER || this.queuedChars >= this.maxBufferChars * HIGH_WATER;
+  }
+
+  private takeEntries(max: number): Entry[] {
+    const entries = this.queue.take(max);
+    for (const e of entries) this.queuedChars -= e.text.length;
+    if (!this.full()) this.releaseWaiters();
+    return entries;
+  }
+
+  private releaseWaiters(): void {
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Tells each origin how many of its lines in `entries` are lost. */
+  private lose(entries: readonly Entry[]): void {
+    const counts = new Map<LogOrigin, number>();
+    for (const e of entries) if (e.origin) counts.set(e.origin, (counts.get(e.origin) ?? 0) + 1);
+    for (const [origin, n] of counts) origin.dropped(n);
   }
 
   private async shutdown(): Promise<void> {
     clearInterval(this.timer);
+    this.releaseWaiters();
     await this.sendPending(Date.now() + this.flushTimeoutMs);
     this.aborter.abort();
     if (this.running) await raceTimeout(this.running, 1000);
-    this.counts.dropped += this.queue.clear();
+    // Not reported to their origins: a container's follower reads them again on the next start.
+    this.counts.dropped += this.takeEntries(this.queue.length).length;
     await raceTimeout(this.dispatcher.destroy().catch(() => undefined), 1000);
     const { pushed, sent, dropped } = this.counts;
     if (dropped > 0) log.warn(`log shipping stopped: ${sent} of ${pushed} lines sent, ${dropped} dropped`);
@@ -163,7 +222,8 @@ export class VictoriaLogsShipper implements LogShipper {
   private serialise(line: LogLine): string {
     let msg = redact(String(line.msg));
     if (msg.length > this.maxMessageLength) msg = msg.slice(0, this.maxMessageLength) + TRUNCATED;
-    const record: Record<string, unknown> = { _time: logTimestamp(line.time), _msg: msg };
+    const time = line.subMsNanos === undefined || !line.time ? logTimestamp(line.time) : rfc3339Nano(line.time.getTime(), line.subMsNanos);
+    const record: Record<string, unknown> = { _time: time, _msg: msg };
     for (const [key, value] of Object.entries(line.fields)) {
       if (key !== "_time" && key !== "_msg") record[key] = value;
     }
@@ -199,13 +259,15 @@ export class VictoriaLogsShipper implements LogShipper {
 
   private async drain(): Promise<void> {
     while (this.readyToSend()) {
-      const batch = this.queue.take(this.batchLines);
+      const batch = this.takeEntries(this.maxBatchLines);
       this.inFlightLines = batch.length;
       try {
-        await this.sendWithRetries(batch);
+        await this.sendWithRetries(batch.map((e) => e.text));
         this.counts.sent += batch.length;
+        for (const e of batch) e.origin?.acknowledged(e.mark);
       } catch (err) {
         this.counts.dropped += batch.length;
+        this.lose(batch);
         this.warn(`dropped a batch of ${batch.length} lines: ${err instanceof Error ? err.message : String(err)}`);
       } finally {
         this.inFlightLines = 0;

@@ -13,6 +13,22 @@ export function rfc3339Nano(ms: number, subMsNanos: number): string {
   return `${iso.slice(0, -1)}${String(sub).padStart(6, "0")}Z`;
 }
 
+/**
+ * Stamps for one source that never go backwards: a line stamped at or before the previous one
+ * gets the previous stamp plus a nanosecond. Seeded with the last stamp of an earlier run, lines
+ * resumed after a restart sort after the ones shipped before it.
+ */
+export class MonotonicStamps {
+  constructor(private last: { ms: number; subMsNanos: number } = { ms: -Infinity, subMsNanos: 0 }) {}
+
+  next(ms: number): { ms: number; subMsNanos: number } {
+    if (ms > this.last.ms) this.last = { ms, subMsNanos: 0 };
+    else if (this.last.subMsNanos < NANOS_PER_MS - 1) this.last = { ms: this.last.ms, subMsNanos: this.last.subMsNanos + 1 };
+    else this.last = { ms: this.last.ms + 1, subMsNanos: 0 };
+    return this.last;
+  }
+}
+
 /** Stamps one line: its own time when valid, else now. */
 export function logTimestamp(time?: Date): string {
   const own = time?.getTime();

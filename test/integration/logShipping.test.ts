@@ -1,12 +1,15 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { configureLogging } from "../../lib/logger.ts";
 import { ContainerLogStreamer } from "../../lib/logs/ContainerLogStreamer.ts";
+import { LogPositionStore } from "../../lib/logs/LogPositionStore.ts";
+import type { LogOrigin } from "../../lib/logs/LogShipper.ts";
 import { NullShipper } from "../../lib/logs/NullShipper.ts";
 import { logShipperFor } from "../../lib/logs/logShipperFor.ts";
 import { VictoriaLogsShipper, type VictoriaLogsShipperOptions } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { forgetSecret, registerSecret } from "../../lib/redact.ts";
 import { cleanupPodman, podman, startPodmanService, TEST_IMAGE, uniquePrefix, waitFor, type PodmanService } from "../support/podman.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
+import { tempDir } from "../support/agentBinary.ts";
 
 const FAST_RETRY = { attempts: 3, baseMs: 20, maxMs: 100 };
 const logLines: string[] = [];
@@ -79,9 +82,9 @@ describe("the test receiver enforces the /insert/jsonline contract", () => {
 });
 
 describe("VictoriaLogsShipper", () => {
-  test("batches of at most 50 lines, each line with _msg, _time and its fields, gzip, stream fields", async () => {
+  test("batches of at most maxBatchLines, each line with _msg, _time and its fields, gzip, stream fields", async () => {
     const r = await receiver();
-    const s = shipper({ endpoint: r.url });
+    const s = shipper({ endpoint: r.url, maxBatchLines: 50 });
     const lines = build(120);
     for (const line of lines) s.push(line);
     await r.waitForLines(120);
@@ -103,6 +106,15 @@ describe("VictoriaLogsShipper", () => {
     expect([...times].sort()).toEqual(times);
     await s.flush(); // the receiver records a batch before the shipper has read its answer
     expect(s.stats()).toMatchObject({ pushed: 120, sent: 120, dropped: 0, pending: 0 });
+  });
+
+  test("lines that piled up while a request was in flight go together, at most 1000 to a request", async () => {
+    const r = await receiver();
+    const s = shipper({ endpoint: r.url });
+    for (let i = 0; i < 2500; i++) s.push({ msg: `n${i}`, fields: {} });
+    await s.flush();
+    expect(r.batches.map((b) => b.lines.length)).toEqual([1000, 1000, 500]);
+    expect(r.lines.map((l) => l._msg)).toEqual(Array.from({ length: 2500 }, (_, i) => `n${i}`));
   });
 
   test("a partial batch is sent by the timer without flush(); gzip can be turned off", async () => {
@@ -256,6 +268,76 @@ describe("VictoriaLogsShipper", () => {
   });
 });
 
+/** An origin that records what the shipper told it. */
+function recordingOrigin(): LogOrigin & { acked: unknown[]; droppedCount: number } {
+  return {
+    acked: [],
+    droppedCount: 0,
+    acknowledged(mark) {
+      this.acked.push(mark);
+    },
+    dropped(count) {
+      this.droppedCount += count;
+    },
+  };
+}
+
+describe("what became of each line: acknowledgements, drops, bounded memory", () => {
+  test("marks come back in push order only after a 2xx; a batch that keeps failing is reported dropped to its origin", async () => {
+    const r = await receiver();
+    r.failNext(3, 503); // FAST_RETRY: 3 attempts, so the first batch is given up
+    const s = shipper({ endpoint: r.url, batchLines: 5 });
+    const a = recordingOrigin();
+    const b = recordingOrigin();
+    for (let i = 0; i < 5; i++) s.push({ msg: `lost ${i}`, fields: {}, origin: i % 2 ? a : b, mark: i });
+    await s.flush();
+    expect(a.acked).toEqual([]);
+    expect(b.acked).toEqual([]);
+    expect([a.droppedCount, b.droppedCount]).toEqual([2, 3]);
+    for (let i = 5; i < 12; i++) s.push({ msg: `kept ${i}`, fields: {}, origin: a, mark: i });
+    await s.flush();
+    expect(a.acked).toEqual([5, 6, 7, 8, 9, 10, 11]);
+    expect(r.lines.map((l) => l._msg)).toEqual([5, 6, 7, 8, 9, 10, 11].map((i) => `kept ${i}`));
+  });
+
+  test("the buffer is bounded in characters too: the oldest lines are evicted and reported to their origin", async () => {
+    const r = await receiver();
+    r.delayMs = 2000;
+    const s = shipper({ endpoint: r.url, maxBufferChars: 50_000, requestTimeoutMs: 10_000, flushTimeoutMs: 200 });
+    const o = recordingOrigin();
+    const big = "x".repeat(1000);
+    let most = 0;
+    for (let i = 0; i < 500; i++) {
+      s.push({ msg: `${i} ${big}`, fields: {}, origin: o, mark: i });
+      most = Math.max(most, s.stats().pendingChars);
+    }
+    expect(most).toBeLessThanOrEqual(50_000);
+    const stats = s.stats();
+    expect(stats.dropped).toBeGreaterThan(400);
+    expect(o.droppedCount).toBe(stats.dropped);
+  });
+
+  test("a source that waits for room() is never evicted: every line arrives through a slow endpoint", async () => {
+    const r = await receiver();
+    r.delayMs = 30;
+    const s = shipper({ endpoint: r.url, maxBufferLines: 100, flushIntervalMs: 50 });
+    let waited = 0;
+    for (let i = 0; i < 1000; i++) {
+      s.push({ msg: `n${i}`, fields: {} });
+      expect(s.stats().dropped).toBe(0);
+      const room = s.room();
+      if (room) {
+        waited++;
+        await room;
+      }
+    }
+    await s.flush();
+    expect(waited).toBeGreaterThan(0);
+    expect(s.stats()).toMatchObject({ sent: 1000, dropped: 0 });
+    expect(r.lines.map((l) => l._msg)).toEqual(Array.from({ length: 1000 }, (_, i) => `n${i}`));
+  });
+});
+
 describe("without --logs-endpoint", () => {
   test("NullShipper counts lines as dropped and never claims to send", async () => {
     const s = logShipperFor(undefined);
@@ -288,17 +370,75 @@ describe("container logs", () => {
     return out.trim();
   }
 
-  async function streaming(options: { reconnectMaxMs?: number } = {}) {
-    const r = await receiver();
+  async function streaming(options: { reconnectMaxMs?: number; positions?: LogPositionStore; r?: TestVictoriaLogs } = {}) {
+    const r = options.r ?? (await receiver());
     const s = shipper({ endpoint: r.url, flushIntervalMs: 100 });
     const streamer = new ContainerLogStreamer({
       socketPath: service.socketPath,
       shipper: s,
       reconnect: { attempts: Infinity, baseMs: 100, maxMs: options.reconnectMaxMs ?? 1000 },
+      positions: options.positions,
     });
     streamers.push(streamer);
     return { r, s, streamer };
   }
+
+  const positionsDir = tempDir("log-positions-it-");
+  afterAll(() => positionsDir.cleanup());
+
+  test("a restart resumes from the acknowledged position: lines written meanwhile, and the last lines of a container that exited, arrive exactly once", async () => {
+    const file = `${positionsDir.path}/resume.json`;
+    const first = await streaming({ positions: LogPositionStore.open(file) });
+    const id = await container("resume", 'i=0; while [ $i -lt 60 ]; do echo "n$i"; i=$((i+1)); sleep 0.05; done');
+    first.streamer.sync([{ id, serviceId, deploymentId: "dep-r" }]);
+    await first.r.waitForLines(10, 20_000);
+    await first.streamer.close();
+    await first.s.close();
+    const shippedBefore = first.r.lines.length;
+    expect(shippedBefore).toBeLessThan(60);
+    await waitFor(async () => (await podman(["inspect", "-f", "{{.State.Status}}", id])).trim() === "exited", 30_000, "the container to exit");
+
+    const second = await streaming({ positions: LogPositionStore.open(file), r: first.r });
+    await second.streamer.resume(20_000); // the container is not running: only the catch-up reads it
+    await second.s.flush();
+    expect(first.r.lines.map((l) => l._msg)).toEqual(Array.from({ length: 60 }, (_, i) => `n${i}`));
+    const times = first.r.lines.map((l) => l._time);
+    expect([...times].sort()).toEqual(times);
+  }, 60_000);
+
+  test("lines refused by the endpoint are not acknowledged: the next start ships them", async () => {
+    const file = `${positionsDir.path}/refused.json`;
+    const first = await streaming({ positions: LogPositionStore.open(file) });
+    const id = await container("refused", 'echo a1; echo a2; sleep 2; echo a3; sleep 60');
+    first.r.failNext(1000, 500);
+    first.streamer.sync([{ id, serviceId }]);
+    await first.r.waitFor(() => first.r.rejections.length > 0, 20_000);
+    await first.streamer.close();
+    await first.s.close();
+    expect(first.r.lines).toEqual([]);
+
+    const r = await receiver();
+    const second = await streaming({ positions: LogPositionStore.open(file), r });
+    await second.streamer.resume(20_000);
+    second.streamer.sync([{ id, serviceId }]);
+    await r.waitForLines(3, 20_000);
+    await second.s.flush();
+    expect(r.lines.map((l) => l._msg)).toEqual(["a1", "a2", "a3"]);
+  }, 60_000);
+
+  test("a container removed while the agent was down is forgotten quietly on resume", async () => {
+    const file = `${positionsDir.path}/removed.json`;
+    const store = LogPositionStore.open(file);
+    const id = await container("removed", "echo x");
+    store.track(id, { serviceId }, Math.floor(Date.now() / 1000));
+    store.save();
+    await podman(["rm", "-f", "-t", "0", id]);
+    logLines.length = 0;
+    const { streamer } = await streaming({ positions: LogPositionStore.open(file) });
+    await streamer.resume(20_000);
+    await waitFor(() => streamer.positions.ids().length === 0, 10_000, "the removed container to be forgotten");
+    expect(logLines.filter((l) => l.startsWith("[logs]"))).toEqual([]);
+  }, 30_000);
 
   test("stdout and stderr of a real container arrive with deployment_id, service_id, stream and log_type", async () => {
     const { r, streamer } = await streaming();
