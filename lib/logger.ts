@@ -25,6 +25,11 @@ export function configureLogging(options: { format?: LogFormat; level?: LogLevel
   if (options.sink) globalSink = options.sink;
 }
 
+/** Where log lines go now (stderr unless configured otherwise). */
+export function logSink(): LogSink {
+  return globalSink;
+}
+
 /** `[component] message` lines on stderr, or JSON lines with --log-format json. Secrets are redacted. */
 export class Logger {
   constructor(readonly component: string) {}

@@ -9,6 +9,7 @@ const SETTINGS = [
   "token",
   "dataDir",
   "logsEndpoint",
+  "shipAgentLog",
   "logFormat",
   "signing",
   "requestTimeout",

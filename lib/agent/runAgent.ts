@@ -6,6 +6,7 @@ import { shutdownSignal } from "../shutdownSignals.ts";
 import { ContainerLogStreamer } from "../logs/ContainerLogStreamer.ts";
 import { LogPositionStore, logPositionsFile } from "../logs/LogPositionStore.ts";
 import { logShipperFor } from "../logs/logShipperFor.ts";
+import { shipAgentLog } from "../logs/shipAgentLog.ts";
 import { ReconcileLoop } from "../reconcile/ReconcileLoop.ts";
 import { deployContext } from "../reconcile/deployContext.ts";
 import { ControlPlaneStateSource } from "../reconcile/expectedStateSource.ts";
@@ -28,6 +29,7 @@ export type RunSettings = NodeSettings &
     | "token"
     | "dataDir"
     | "logsEndpoint"
+    | "shipAgentLog"
     | "logFormat"
     | "signing"
     | "requestTimeout"
@@ -64,6 +66,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     await applyRegistrationPeers(drivers.wireguard, identity.peers);
 
     const shipper = logShipperFor(settings.logsEndpoint);
+    const stopShippingAgentLog = settings.logsEndpoint && settings.shipAgentLog ? shipAgentLog(shipper, identity.serverId) : undefined;
     const containerLogs = settings.logsEndpoint
       ? new ContainerLogStreamer({ socketPath: node.podman.socketPath, shipper, positions: LogPositionStore.open(logPositionsFile(dataDir.stateDir)) })
       : undefined;
@@ -102,6 +105,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     await signalled;
     await Promise.allSettled([loop.stop(), workQueue.stop(), builds.stop()]);
     await containerLogs?.close();
+    stopShippingAgentLog?.();
     await shipper.close();
     containerLogs?.positions.save();
     await node.close();

@@ -72,6 +72,15 @@ export const SETTINGS = {
     schema: httpUrl,
     secret: hasCredentials,
   }),
+  shipAgentLog: spec({
+    key: "shipAgentLog",
+    flag: "--ship-agent-log",
+    env: "AGENT_SHIP_AGENT_LOG",
+    kind: "boolean",
+    description: "also ship the agent's own log to the logs endpoint (log_type agent)",
+    schema: z.boolean(),
+    default: false,
+  }),
   proxy: spec({
     key: "proxy",
     flag: "--proxy",

@@ -57,7 +57,8 @@ describe("container logs across agent restarts (real VictoriaLogs, compiled agen
     });
     const dataDir = join(tmp.path, "data");
     const common = ["--data-dir", dataDir, "--network-name", `${prefix}-net`, "--dns-port", "0", "--wireguard", "off", "--logs-endpoint", vl.url, "--poll-interval", "1", "--work-queue-interval", "60", "--build-poll-interval", "3600"];
-    const start = (first: boolean) => startAgentCli(["run", "--url", cp.url, ...(first ? ["--token", token] : []), ...common], { env: world.env });
+    // The first run ships no agent log (off by default), the later ones do (--ship-agent-log).
+    const start = (first: boolean) => startAgentCli(["run", "--url", cp.url, ...(first ? ["--token", token] : ["--ship-agent-log"]), ...common], { env: world.env });
     const query = `service_id:"${serviceId}"`;
     const printed = async () => (await world.podman(["logs", name], { allowFailure: true })).split("\n").filter((l) => l.startsWith("line ")).length;
     const agents: Array<ReturnType<typeof start>> = [];
@@ -90,6 +91,8 @@ describe("container logs across agent restarts (real VictoriaLogs, compiled agen
 
       const all = byTime(await vl.query(query));
       expect(all.map((r) => r._msg)).toEqual(Array.from({ length: LINES }, (_, i) => `line ${i + 1}`));
+      const agentLog = await vl.query(`log_type:agent server_id:"${serverId}"`);
+      expect(agentLog.filter((r) => r._msg.includes(`agent started for server ${serverId}`))).toHaveLength(2);
       const positions = JSON.parse(readFileSync(join(dataDir, "state/log-positions.json"), "utf8"));
       const record = Object.values(positions.containers as Record<string, { serviceId: string; dropped: number }>).find((r) => r.serviceId === serviceId);
       expect(record?.dropped).toBe(0);

@@ -3,7 +3,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { logDropsCheck } from "../../lib/doctor/logDropsCheck.ts";
 import type { DoctorContext } from "../../lib/doctor/DoctorContext.ts";
-import { configureLogging } from "../../lib/logger.ts";
+import { configureLogging, logger } from "../../lib/logger.ts";
+import type { LogLine, LogShipper } from "../../lib/logs/LogShipper.ts";
+import { shipAgentLog } from "../../lib/logs/shipAgentLog.ts";
 import { LogPositionStore, logPositionsFile, readPositions } from "../../lib/logs/LogPositionStore.ts";
 import { MonotonicStamps, rfc3339Nano } from "../../lib/logs/logTimestamp.ts";
 import { tempDir } from "../support/agentBinary.ts";
@@ -103,5 +105,19 @@ describe("doctor: logs.drops", () => {
       "container bbbbbbbbbbbb (service api): 40 lines dropped",
       "container aaaaaaaaaaaa (service web): 3 lines dropped",
     ]);
+  });
+});
+
+describe("--ship-agent-log", () => {
+  test("every logged line still goes to the sink and is pushed with log_type agent and server_id; stopping restores the sink", () => {
+    const pushed: LogLine[] = [];
+    const shipper: LogShipper = { push: (line) => pushed.push(line), flush: async () => {}, close: async () => {}, stats: () => ({ sent: 0, dropped: 0, pending: 0 }) };
+    logLines.length = 0;
+    const stop = shipAgentLog(shipper, "srv-1");
+    logger("agent").info("agent started");
+    stop();
+    logger("agent").info("after stop");
+    expect(logLines).toEqual(["[agent] agent started", "[agent] after stop"]);
+    expect(pushed).toEqual([{ msg: "[agent] agent started", fields: { log_type: "agent", server_id: "srv-1" } }]);
   });
 });
