@@ -24,6 +24,7 @@ export const NODE_SETTING_KEYS = [
   "proxyDriver",
   "caddyAdminUrl",
   "traefikDynamicDir",
+  "accessLog",
   "dnsPort",
   "dnsRunDir",
   "hostPortRange",
@@ -100,6 +101,7 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
         driver: settings.proxyDriver ?? "auto",
         caddyAdminUrl: settings.caddyAdminUrl,
         traefikDynamicDir: settings.traefikDynamicDir,
+        caddy: settings.accessLog ? { accessLogFile: settings.accessLog } : {},
       });
     } catch (err) {
       // Nothing else will close what was opened above.

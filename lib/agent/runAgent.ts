@@ -3,6 +3,7 @@ import { DataDir } from "../datadir/DataDir.ts";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { shutdownSignal } from "../shutdownSignals.ts";
+import { AccessLogShipper } from "../logs/AccessLogShipper.ts";
 import { ContainerLogStreamer } from "../logs/ContainerLogStreamer.ts";
 import { LogPositionStore, logPositionsFile } from "../logs/LogPositionStore.ts";
 import { logShipperFor } from "../logs/logShipperFor.ts";
@@ -98,6 +99,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
       intervalMs: settings.buildPollInterval! * 1000,
       insecureRegistries: settings.insecureRegistries ?? [],
     });
+    const accessLogs = settings.logsEndpoint && drivers.proxy ? new AccessLogShipper({ file: settings.accessLog!, format: drivers.proxy.name, shipper }) : undefined;
     await containerLogs?.resume(LOG_CATCH_UP_MS);
     loop.start();
     log.info(`agent started for server ${identity.serverId} (pid ${process.pid}${settings.proxy ? ", proxy node" : ""})`);
@@ -105,6 +107,7 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     await signalled;
     await Promise.allSettled([loop.stop(), workQueue.stop(), builds.stop()]);
     await containerLogs?.close();
+    accessLogs?.stop();
     stopShippingAgentLog?.();
     await shipper.close();
     containerLogs?.positions.save();

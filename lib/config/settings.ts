@@ -109,6 +109,15 @@ export const SETTINGS = {
     secret: hasCredentials,
     default: "http://127.0.0.1:2019",
   }),
+  accessLog: spec({
+    key: "accessLog",
+    flag: "--access-log <file>",
+    env: "AGENT_ACCESS_LOG",
+    kind: "string",
+    description: "proxy nodes: the JSON access log shipped as log_type http (Caddy: the agent configures Caddy to write it; Traefik: its accessLog.filePath)",
+    schema: z.string().refine((v) => v.startsWith("/"), "must be an absolute path"),
+    default: "/var/log/caddy/techulus-access.log",
+  }),
   traefikDynamicDir: spec({
     key: "traefikDynamicDir",
     flag: "--traefik-dynamic-dir <dir>",

@@ -4,7 +4,7 @@ import { logger } from "../logger.ts";
 import { registerSecret } from "../redact.ts";
 import type { ProxyDriver } from "../drivers.ts";
 import type { Certificate, Route } from "../state/types.ts";
-import { certificatesFromCaddy, mergeCaddyCertificates, mergeCaddyRoutes, routesFromCaddy } from "./caddyConfig.ts";
+import { certificatesFromCaddy, mergeCaddyCertificates, mergeCaddyRoutes, mergeLogging, mergeServerLogs, routesFromCaddy } from "./caddyConfig.ts";
 import { assertValidProxyInput, installable } from "./proxyInput.ts";
 
 const log = logger("caddy");
@@ -21,6 +21,8 @@ export interface CaddyDriverOptions {
   automaticHttps?: boolean;
   /** Per admin API request; default 10 s. */
   timeoutMs?: number;
+  /** Where Caddy writes the access log of the agent's routes (JSON); none configured without it. */
+  accessLogFile?: string;
 }
 
 interface AdminResponse {
@@ -76,6 +78,10 @@ export class CaddyDriver implements ProxyDriver {
       body: items,
     }));
     await this.replaceArray(this.routesPath, (live) => mergeCaddyRoutes(live, wanted), true, (items) => this.createServer(items));
+    if (this.options.accessLogFile) {
+      // The routes work without it: a logger Caddy refuses (a folder it cannot write) is a warning.
+      await this.configureAccessLog(this.options.accessLogFile, wanted).catch((err) => log.warn(`cannot configure the access log of the agent's routes: ${(err as Error).message}`));
+    }
     log.info(`applied ${wanted.length} route(s) and ${certificates.length} certificate(s) to Caddy server ${this.serverName}`);
   }
 
@@ -87,6 +93,17 @@ export class CaddyDriver implements ProxyDriver {
     } catch {
       return false;
     }
+  }
+
+  /** The agent's access logger, and its domains mapped to it on the server. */
+  private async configureAccessLog(file: string, routes: Route[]): Promise<void> {
+    const logging = await this.call("GET", "/config/logging");
+    if (logging.status !== 200 && !isMissingPath(logging)) throw adminError("GET", "/config/logging", logging);
+    await this.write("POST", "/config/logging", mergeLogging(logging.status === 200 ? logging.body : undefined, file), {});
+    const path = `${this.serverPath}/logs`;
+    const logs = await this.call("GET", path);
+    if (logs.status !== 200 && !isMissingPath(logs)) throw adminError("GET", path, logs);
+    await this.write("POST", path, mergeServerLogs(logs.status === 200 ? logs.body : undefined, routes), {});
   }
 
   private createServer(routes: unknown[]): { method: string; path: string; body: unknown } {

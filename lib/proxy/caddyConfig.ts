@@ -118,6 +118,43 @@ export function mergeCaddyCertificates(live: readonly unknown[], certificates: r
   return [...live.filter((c) => !isManagedCertificate(c)), ...sortCertificates(certificates).map(toCaddyLoadPem)];
 }
 
+/** The logger the agent's routes write their access log to (`http.log.access.<name>`). */
+export const CADDY_ACCESS_LOGGER = `${MANAGED_PREFIX}access`;
+
+/** `logging.logs.<CADDY_ACCESS_LOGGER>`: JSON lines into `file`, rolled by Caddy at 50 MB (3 kept). */
+export function caddyAccessLogger(file: string): Record<string, unknown> {
+  return {
+    writer: { output: "file", filename: file, roll_size_mb: 50, roll_keep: 3 },
+    encoder: { format: "json" },
+    include: [`http.log.access.${CADDY_ACCESS_LOGGER}`],
+  };
+}
+
+/**
+ * A server's `logs` with the agent's domains mapped to its access logger and the mappings of
+ * routes that are gone removed; an operator's mappings stay. A server that logged nothing before
+ * keeps logging nothing for the hosts that are not the agent's.
+ */
+export function mergeServerLogs(live: unknown, routes: readonly Route[]): Record<string, unknown> {
+  const logs: Record<string, unknown> = isObject(live) ? { ...live } : { skip_unmapped_hosts: true };
+  const names: Record<string, unknown> = isObject(logs.logger_names) ? { ...logs.logger_names } : {};
+  for (const [host, name] of Object.entries(names)) if (name === CADDY_ACCESS_LOGGER) delete names[host];
+  for (const route of sortRoutes(routes)) names[route.domain] = CADDY_ACCESS_LOGGER;
+  logs.logger_names = names;
+  return logs;
+}
+
+/** Caddy's `logging` with the agent's access logger set; every other logger kept. */
+export function mergeLogging(live: unknown, file: string): Record<string, unknown> {
+  const logging: Record<string, unknown> = isObject(live) ? { ...live } : {};
+  logging.logs = { ...(isObject(logging.logs) ? logging.logs : {}), [CADDY_ACCESS_LOGGER]: caddyAccessLogger(file) };
+  return logging;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 function asArray(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
 }
