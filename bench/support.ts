@@ -4,7 +4,8 @@ import { run } from "../lib/exec.ts";
 import { podman as hostPodman } from "../test/support/podman.ts";
 
 export const ROOT = resolve(import.meta.dir, "..");
-export const AGENT = join(ROOT, "dist/agent");
+/** The binary measured: dist/agent, or BENCH_AGENT (to compare two builds). */
+export const AGENT = process.env.BENCH_AGENT ?? join(ROOT, "dist/agent");
 export const WEB_IMAGE = "localhost/hello-web:test";
 
 /** 10.200.N.0/24 subnets that neither this machine's Podman networks nor its routes (other Podman worlds) use. */
