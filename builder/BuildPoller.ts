@@ -161,7 +161,7 @@ export function decryptBuildSecrets(encrypted: Record<string, string>, encryptio
 
 function definedOnly(options: Partial<BuilderOptions>): Partial<BuilderOptions> {
   const out: Partial<BuilderOptions> = {};
-  for (const key of ["builder", "buildkitHost", "railpackFrontend", "insecureRegistries", "registryCache", "timeoutMs"] as const) {
+  for (const key of ["builder", "buildkitHost", "railpackFrontend", "insecureRegistries", "registryCache", "buildkitKeepStorageMb", "timeoutMs"] as const) {
     if (options[key] !== undefined) (out as Record<string, unknown>)[key] = options[key];
   }
   return out;

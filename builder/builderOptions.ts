@@ -13,6 +13,8 @@ export interface BuilderOptions {
   insecureRegistries: string[];
   /** BuildKit registry cache at `<repository>:buildcache`. */
   registryCache: boolean;
+  /** BuildKit's build cache is pruned down to this many MB after each build; 0 never prunes. */
+  buildkitKeepStorageMb: number;
   /** Whole-build time limit. */
   timeoutMs: number;
 }
@@ -22,6 +24,7 @@ export const DEFAULT_BUILDER_OPTIONS: BuilderOptions = {
   buildkitHost: DEFAULT_BUILDKIT_HOST,
   insecureRegistries: [],
   registryCache: false,
+  buildkitKeepStorageMb: 10_240,
   timeoutMs: 3600_000,
 };
 
@@ -29,7 +32,7 @@ export const DEFAULT_BUILDER_OPTIONS: BuilderOptions = {
  * The build settings a command resolves (add them to its settings list). `insecureRegistries` is
  * used too; it is not listed here because the node settings already carry it.
  */
-export const BUILDER_SETTINGS = ["builder", "buildkitHost", "railpackFrontend", "registryCache", "buildTimeout"] as const;
+export const BUILDER_SETTINGS = ["builder", "buildkitHost", "railpackFrontend", "registryCache", "buildkitKeepStorage", "buildTimeout"] as const;
 
 export function builderOptionsFrom(settings: Partial<Settings<(typeof BUILDER_SETTINGS)[number] | "insecureRegistries">>): BuilderOptions {
   return {
@@ -38,6 +41,7 @@ export function builderOptionsFrom(settings: Partial<Settings<(typeof BUILDER_SE
     ...(settings.railpackFrontend ? { railpackFrontend: settings.railpackFrontend } : {}),
     insecureRegistries: settings.insecureRegistries ?? [],
     registryCache: settings.registryCache ?? false,
+    buildkitKeepStorageMb: settings.buildkitKeepStorage ?? DEFAULT_BUILDER_OPTIONS.buildkitKeepStorageMb,
     timeoutMs: (settings.buildTimeout ?? DEFAULT_BUILDER_OPTIONS.timeoutMs / 1000) * 1000,
   };
 }

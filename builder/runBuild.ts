@@ -87,7 +87,7 @@ export async function runBuild(job: BuildJob, ctx: BuildContext): Promise<BuildR
   }
   checkCancelled();
 
-  const driver = ctx.driver ?? (await selectDriver(ctx.options.builder, ctx.options.buildkitHost));
+  const driver = ctx.driver ?? (await selectDriver(ctx.options));
   ctx.log.phase("plan");
   ctx.log.line(`builder: ${driver.name}`);
   const plan = await planBuild({

@@ -79,13 +79,28 @@ export class PodmanBuildDriver implements BuildDriver {
     if (pushed.exitCode !== 0) {
       throw new BuildStepError("push", `podman push of ${request.image.full} failed (exit code ${pushed.exitCode}): ${failureSummary(pushed.tail, /^Error:/)}`);
     }
+    let digest: string;
     try {
-      if (existsSync(digestFile)) return { digest: checkDigest(readFileSync(digestFile, "utf8"), "podman's digest file") };
-      request.log("podman wrote no digest file (remote podman); asking the registry for the digest");
-      return { digest: checkDigest(await registryDigest(request.image, request.insecure), "the registry's answer") };
+      if (existsSync(digestFile)) digest = checkDigest(readFileSync(digestFile, "utf8"), "podman's digest file");
+      else {
+        request.log("podman wrote no digest file (remote podman); asking the registry for the digest");
+        digest = checkDigest(await registryDigest(request.image, request.insecure), "the registry's answer");
+      }
     } catch (err) {
       throw new BuildStepError("push", errorMessage(err));
     }
+    await this.removeLocalImage(podman, request);
+    return { digest };
+  }
+
+  /**
+   * The registry holds the pushed image; the node's copy would only fill its disk (podman also
+   * drops the build's intermediate layer images that nothing else uses). Never fails the build.
+   */
+  private async removeLocalImage(podman: string, request: BuildRequest): Promise<void> {
+    const removed = await runTool(podman, ["rmi", request.image.full], { signal: request.signal, timeoutMs: 60_000, onLine: () => {} }).catch((err: unknown) => ({ exitCode: -1, tail: [errorMessage(err)] }));
+    if (removed.exitCode === 0) request.log(`removed ${request.image.full} from local storage (it is in the registry)`);
+    else request.log(`warning: could not remove ${request.image.full} from local storage: ${failureSummary(removed.tail, /^Error:/)}`);
   }
 }
 

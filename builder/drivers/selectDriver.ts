@@ -1,29 +1,27 @@
-import { run, which } from "../../lib/exec.ts";
+import { which } from "../../lib/exec.ts";
 import { AgentError } from "../../lib/errors.ts";
 import type { BuildDriver, BuilderName } from "./BuildDriver.ts";
 import { BuildKitDriver } from "./BuildKitDriver.ts";
+import { buildkitAnswers } from "./buildkitProbe.ts";
 import { PodmanBuildDriver } from "./PodmanBuildDriver.ts";
 
 export type BuilderChoice = BuilderName | "auto";
 
-/** True when a BuildKit daemon answers at `addr` (`buildctl debug workers`). */
-export async function buildkitAnswers(addr: string, timeoutMs = 5000): Promise<boolean> {
-  if (!(await which("buildctl"))) return false;
-  try {
-    const res = await run("buildctl", ["--addr", addr, "debug", "workers"], { timeoutMs, allowFailure: true });
-    return res.exitCode === 0;
-  } catch {
-    return false;
-  }
+export interface DriverChoice {
+  builder: BuilderChoice;
+  buildkitHost: string;
+  /** BuildKit cache bound after each build (MB; 0 never prunes). */
+  buildkitKeepStorageMb?: number;
 }
 
 /** The driver asked for, or with `auto`: BuildKit when its daemon answers, else podman. */
-export async function selectDriver(choice: BuilderChoice, buildkitHost: string): Promise<BuildDriver> {
+export async function selectDriver({ builder: choice, buildkitHost, buildkitKeepStorageMb }: DriverChoice): Promise<BuildDriver> {
+  const buildkit = () => new BuildKitDriver({ addr: buildkitHost, keepStorageMb: buildkitKeepStorageMb ?? 0 });
   if (choice === "buildkit") {
     if (!(await which("buildctl"))) {
       throw new AgentError("--builder buildkit: buildctl is not installed", { hint: "install BuildKit (buildctl and buildkitd), or use --builder podman" });
     }
-    return new BuildKitDriver({ addr: buildkitHost });
+    return buildkit();
   }
   if (choice === "podman" || !(await buildkitAnswers(buildkitHost))) {
     if (!(await which("podman"))) {
@@ -34,5 +32,5 @@ export async function selectDriver(choice: BuilderChoice, buildkitHost: string):
     }
     return new PodmanBuildDriver();
   }
-  return new BuildKitDriver({ addr: buildkitHost });
+  return buildkit();
 }

@@ -323,6 +323,15 @@ export const SETTINGS = {
     schema: z.boolean(),
     default: false,
   }),
+  buildkitKeepStorage: spec({
+    key: "buildkitKeepStorage",
+    flag: "--buildkit-keep-storage <MB>",
+    env: "AGENT_BUILDKIT_KEEP_STORAGE",
+    kind: "number",
+    description: "BuildKit: after each build, prune the daemon's build cache down to this many MB (buildctl prune --keep-storage); 0 never prunes",
+    schema: z.number().int("must be a whole number").min(0, "must be 0 or more"),
+    default: 10_240,
+  }),
   buildTimeout: spec({
     key: "buildTimeout",
     flag: "--build-timeout <seconds>",

@@ -14,7 +14,7 @@ import type { ExpectedState } from "../state/types.ts";
 import { probeControlPlane, type ControlPlaneProbe } from "./probeControlPlane.ts";
 
 /** The settings `agent doctor` takes: the control-plane ones and everything that shapes the node's drivers. */
-export const DOCTOR_SETTING_KEYS = ["url", "dataDir", "signing", "requestTimeout", "logFormat", "passTimeout", ...NODE_SETTING_KEYS] as const;
+export const DOCTOR_SETTING_KEYS = ["url", "dataDir", "signing", "requestTimeout", "logFormat", "passTimeout", "builder", "buildkitHost", ...NODE_SETTING_KEYS] as const;
 export type DoctorSettings = Settings<(typeof DOCTOR_SETTING_KEYS)[number]>;
 
 /** Host files the checks read; tests point them at fixtures. */

@@ -1,3 +1,4 @@
+import { buildkitCheck } from "./buildkitCheck.ts";
 import type { Check } from "./Check.ts";
 import { configFileCheck } from "./configFileCheck.ts";
 import { controlPlaneChecks } from "./controlPlaneChecks.ts";
@@ -8,5 +9,5 @@ import { hostChecks } from "./hostChecks.ts";
 import { leftoverChecks } from "./leftoverChecks.ts";
 import { logDropsCheck } from "./logDropsCheck.ts";
 
-/** Every check of `agent doctor`, in the order they run and are shown: host, config file, data dir, log drops, control plane, leftovers, drift. */
-export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, configFileCheck, ...dataDirChecks, logDropsCheck, ...controlPlaneChecks, ...leftoverChecks, driftCheck];
+/** Every check of `agent doctor`, in the order they run and are shown: host, BuildKit, config file, data dir, log drops, control plane, leftovers, drift. */
+export const doctorChecks: readonly Check<DoctorContext>[] = [...hostChecks, buildkitCheck, configFileCheck, ...dataDirChecks, logDropsCheck, ...controlPlaneChecks, ...leftoverChecks, driftCheck];

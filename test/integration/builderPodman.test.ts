@@ -13,10 +13,11 @@ import { checkCiRequest, runCiBuild, type CiBuildRequest } from "../../builder/c
 import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
 import { registryDigest } from "../../builder/drivers/registryDigest.ts";
 import { parseImageRef } from "../../builder/imageRef.ts";
+import { run as runProgram } from "../../lib/exec.ts";
 import type { LogShipper } from "../../lib/logs/LogShipper.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { makeBaseImage, processesWithCmdline, cleanupBuildRun, runText } from "../support/builds.ts";
+import { cleanupBuildRun, imagesBuiltOn, makeBaseImage, processesWithCmdline, runText } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { freePort, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
@@ -101,7 +102,7 @@ async function pullAndRun(reference: string): Promise<string> {
 }
 
 describe("podman builds from a private GitHub repository", () => {
-  test("an exact commit is cloned with an installation token, built with the secret, pushed, pulled back and run", async () => {
+  test("an exact commit is cloned with an installation token, built with the secret, pushed, removed locally, pulled back and run", async () => {
     const { result, terminal } = await ciBuild(request({ ref: shas[0]! }), new VictoriaLogsShipper({ endpoint: logs.url }));
     if ("err" in result) throw result.err;
     expect(result.commitSha).toBe(shas[0]!);
@@ -111,8 +112,10 @@ describe("podman builds from a private GitHub repository", () => {
     expect(inspected.Digest).toBe(result.digest);
     // What remote podman falls back to (it ignores --digestfile): the registry's own answer.
     expect(await registryDigest(parseImageRef(`${registry.host}/${prefix}/app:v1`), true)).toBe(result.digest);
-    // Remove the local copy so the run below uses what the registry holds.
-    await podman(["rmi", "-f", `${registry.host}/${prefix}/app:v1`]);
+    // The pushed image and the build's intermediate images are gone from local storage.
+    expect(terminal.lines).toContain(`removed ${registry.host}/${prefix}/app:v1 from local storage (it is in the registry)`);
+    expect((await runProgram("podman", ["image", "exists", `${registry.host}/${prefix}/app:v1`], { allowFailure: true })).exitCode).toBe(1);
+    expect(await imagesBuiltOn(BASE)).toEqual([]);
     const output = await pullAndRun(result.reference);
     expect(output.trim().split("\n")).toEqual(["version one", createHash("sha256").update(SECRET).digest("hex")]);
     expect(terminal.lines.join("\n")).not.toContain(SECRET);

@@ -3,6 +3,7 @@
  *
  * Exports:
  *   makeBaseImage(name, prefix)    builds `name` FROM localhost/busybox:test with a label of the run, so it has an id of its own
+ *   imagesBuiltOn(base)            images (tagged, untagged, intermediate) whose history starts FROM `base`
  *   removeImagesBuiltOn(base)      removes every image (tagged, untagged, intermediate) whose history starts FROM `base`
  *   removeImagesNamed(prefix)      removes images (also untagged ones, e.g. pulled by digest) whose repository contains `/<prefix>`
  *   processesWithCmdline(cmdline)  pids of live processes whose argv joined by spaces is exactly `cmdline`
@@ -67,13 +68,19 @@ async function removeImages(candidates: ImageRow[], ours: (name: string) => bool
  * mentions that name; nobody else's are touched.
  */
 export async function removeImagesBuiltOn(base: string): Promise<void> {
-  const candidates: ImageRow[] = [];
-  for (const image of await images()) {
-    const history = await podman(["image", "inspect", image.Id, "--format", "{{json .History}}"], { allowFailure: true });
-    if (history.includes(`FROM ${base}`)) candidates.push(image);
-  }
+  const candidates = await imagesBuiltOn(base);
   const prefix = base.replace(/^localhost\//, "").replace(/-base:1$/, "");
   await removeImages(candidates, (name) => name.includes(`/${prefix}`));
+}
+
+/** Images (tagged, untagged, intermediate) whose history starts FROM `base`. */
+export async function imagesBuiltOn(base: string): Promise<ImageRow[]> {
+  const found: ImageRow[] = [];
+  for (const image of await images()) {
+    const history = await podman(["image", "inspect", image.Id, "--format", "{{json .History}}"], { allowFailure: true });
+    if (history.includes(`FROM ${base}`)) found.push(image);
+  }
+  return found;
 }
 
 export async function removeImagesNamed(prefix: string): Promise<void> {

@@ -1,13 +1,13 @@
 /**
- * Stand-in for `buildctl` (BuildKit cannot be installed here). It parses argv the way buildctl
+ * Stand-in for `buildctl`, for Railpack plans only: their gateway frontend image cannot be pulled
+ * here, so a real daemon cannot run them (Dockerfile builds run on the real BuildKit in
+ * ../shared/tools). It parses argv the way buildctl
  * does and enforces what a real build would need: a daemon address, an existing context and
  * dockerfile folder, the Dockerfile or the Railpack plan named by `filename`, a frontend image
  * for gateway.v0, every `--secret id=K,env=K` present in its environment, an image output. It
  * prints `--progress plain` style lines on stderr and writes the metadata file with a digest.
  *
- * Knobs: STANDIN_BUILDKIT_UP=1 makes `debug workers` answer (driver detection);
- * STANDIN_BUILDCTL_FAIL=1 fails the build like a failing RUN step; STANDIN_BUILDCTL_SLEEP=N
- * waits N seconds in a child process (cancellation must kill it too).
+ * Knob: STANDIN_BUILDKIT_UP=1 makes `debug workers` answer (driver detection).
  */
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -90,19 +90,6 @@ if (frontend === "gateway.v0") {
 say("#3 [internal] load .dockerignore");
 say("#3 DONE 0.0s");
 say("#4 [1/2] RUN build step");
-const sleepSeconds = Number(process.env.STANDIN_BUILDCTL_SLEEP ?? 0);
-if (sleepSeconds > 0) {
-  say(`#4 sleeping ${sleepSeconds}s`);
-  const child = Bun.spawn(["sleep", String(sleepSeconds)], { stdio: ["ignore", "ignore", "ignore"] });
-  await child.exited;
-}
-if (process.env.STANDIN_BUILDCTL_FAIL === "1") {
-  say("#4 0.120 npm ERR! missing script: build");
-  say("#4 ERROR: process \"/bin/sh -c npm run build\" did not complete successfully: exit code: 1");
-  say("------");
-  say("error: failed to solve: process \"/bin/sh -c npm run build\" did not complete successfully: exit code: 1");
-  process.exit(1);
-}
 say("#4 DONE 0.2s");
 const digest = "sha256:" + createHash("sha256").update(`${output.name}\n${Date.now()}\n${Math.random()}`).digest("hex");
 say("#5 exporting to image");
