@@ -24,7 +24,7 @@ export async function pruneBuildCache(options: { buildctl: string; addr: string;
       return;
     }
     const freed = prunedTotal(res.stdout);
-    if (freed) options.log(`BuildKit cache pruned to at most ${options.keepStorageMb} MB (freed ${freed})`);
+    if (freed && freed !== "0B") options.log(`BuildKit cache pruned to at most ${options.keepStorageMb} MB (freed ${freed})`);
   } catch (err) {
     options.log(`warning: buildctl prune: ${errorMessage(err)}`);
   }
