@@ -7,12 +7,11 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { startBuildPoller, type BuildPoller } from "../../builder/BuildPoller.ts";
-import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
 import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { ensureRegistered, type Registered } from "../../lib/registration.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { makeBaseImage, processesWithCmdline, cleanupBuildRun } from "../support/builds.ts";
+import { cleanupBuildRun, makeBaseImage, processesWithCmdline, tokenCloneUrl } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { podman, startRegistry, TEST_IMAGE, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
@@ -83,12 +82,6 @@ function startPoller(): BuildPoller {
   });
 }
 
-async function cloneUrl(repo: string): Promise<string> {
-  const [owner, name] = repo.split("/") as [string, string];
-  const { token } = await new GitHubAppTokens({ appId: github.appId, privateKey: github.privateKeyPem, apiUrl: github.url }).installationToken({ owner, repo: name });
-  return git.cloneUrl(repo).replace("http://", `http://x-access-token:${token}@`);
-}
-
 async function finished(build: BuildRecord, timeoutMs = 90_000): Promise<string[]> {
   await waitFor(() => ["completed", "failed"].includes(build.history.at(-1)?.status ?? ""), timeoutMs, `build ${build.id} to finish`);
   await waitFor(() => !existsSync(join(dataDir.buildsDir, build.id)), 10_000, "the build folder to be removed");
@@ -98,7 +91,7 @@ async function finished(build: BuildRecord, timeoutMs = 90_000): Promise<string[
 describe("control-plane builds (agent run's build poller)", () => {
   test("a pending build goes cloning → building → pushing → completed, with decrypted secrets, logs and no folder left", async () => {
     const build = cp.addBuild({
-      cloneUrl: await cloneUrl("acme/app"),
+      cloneUrl: await tokenCloneUrl(github, git, "acme/app"),
       imageUri: `${registry.host}/${prefix}/app:${shas[0]}`,
       commitSha: shas[0]!,
       branch: "main",
@@ -125,21 +118,21 @@ describe("control-plane builds (agent run's build poller)", () => {
   }, 120_000);
 
   test("commitSha HEAD builds the tip of the branch", async () => {
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:head`, secrets: { APP_SECRET: cp.encrypt(SECRET) } });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/app"), imageUri: `${registry.host}/${prefix}/app:head`, secrets: { APP_SECRET: cp.encrypt(SECRET) } });
     expect(await finished(build)).toEqual(["cloning", "building", "pushing", "completed"]);
     const out = await podman(["run", "--rm", "--tls-verify=false", `${registry.host}/${prefix}/app:head`]);
     expect(out.trim().split("\n")[0]).toBe("second");
   }, 120_000);
 
   test("a Dockerfile that fails is reported failed with podman's error", async () => {
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/broken"), imageUri: `${registry.host}/${prefix}/broken:1` });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/broken"), imageUri: `${registry.host}/${prefix}/broken:1` });
     expect(await finished(build)).toEqual(["cloning", "building", "failed"]);
     expect(build.history.at(-1)!.error).toMatch(/^podman build failed \(exit code \d+\): Error: .*exit status 3/);
   }, 120_000);
 
   test("an unknown commit sha is reported failed naming the commit", async () => {
     const missing = "feedface".repeat(5);
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:missing`, commitSha: missing });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/app"), imageUri: `${registry.host}/${prefix}/app:missing`, commitSha: missing });
     expect(await finished(build)).toEqual(["cloning", "failed"]);
     expect(build.history.at(-1)!.error).toBe(`commit ${missing} was not found in ${git.cloneUrl("acme/app")}`);
   }, 120_000);
@@ -151,14 +144,14 @@ describe("control-plane builds (agent run's build poller)", () => {
   }, 120_000);
 
   test("a secret that does not decrypt fails the build naming the key, never the value", async () => {
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:badsecret`, secrets: { APP_SECRET: "bm90LWVuY3J5cHRlZC1hdC1hbGwtYnV0LWxvbmctZW5vdWdo" } });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/app"), imageUri: `${registry.host}/${prefix}/app:badsecret`, secrets: { APP_SECRET: "bm90LWVuY3J5cHRlZC1hdC1hbGwtYnV0LWxvbmctZW5vdWdo" } });
     // Nothing is cloned for a build that cannot get its secrets.
     expect(await finished(build)).toEqual(["failed"]);
     expect(build.history.at(-1)!.error).toBe("build secret APP_SECRET: secret failed to decrypt (wrong key or tampered value)");
   }, 120_000);
 
   test("a build another agent claimed first (409) is skipped quietly and taken once it is free", async () => {
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/app"), imageUri: `${registry.host}/${prefix}/app:contended`, secrets: { APP_SECRET: cp.encrypt(SECRET) } });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/app"), imageUri: `${registry.host}/${prefix}/app:contended`, secrets: { APP_SECRET: cp.encrypt(SECRET) } });
     const claimPath = `/api/v1/agent/builds/${build.id}/claim`;
     const release = cp.intercept((req) => (req.path === claimPath ? Response.json({ error: "Build already claimed" }, { status: 409 }) : undefined));
     const claims = () => cp.requests.filter((r) => r.path === claimPath).length;
@@ -169,7 +162,7 @@ describe("control-plane builds (agent run's build poller)", () => {
   }, 120_000);
 
   test("a build cancelled mid-build stops: the RUN step is killed, nothing more is reported, the folder is removed", async () => {
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/slow"), imageUri: `${registry.host}/${prefix}/slow:1` });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/slow"), imageUri: `${registry.host}/${prefix}/slow:1` });
     await waitFor(() => processesWithCmdline(SLOW).length > 0, 60_000, "the slow RUN step to start");
     expect(build.history.map((h) => h.status)).toEqual(["cloning", "building"]);
     cp.cancelBuild(build.id);
@@ -180,7 +173,7 @@ describe("control-plane builds (agent run's build poller)", () => {
   }, 120_000);
 
   test("stopping the agent mid-build kills the build, reports it failed and cleans up", async () => {
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/slow"), imageUri: `${registry.host}/${prefix}/slow:2` });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/slow"), imageUri: `${registry.host}/${prefix}/slow:2` });
     await waitFor(() => processesWithCmdline(SLOW).length > 0, 60_000, "the slow RUN step to start");
     await poller!.stop();
     poller = undefined;

@@ -7,17 +7,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { startBuildPoller, type BuildPoller } from "../../builder/BuildPoller.ts";
-import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
 import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { ensureRegistered, type Registered } from "../../lib/registration.ts";
 import { tempDir } from "../support/agentBinary.ts";
 import { BUILDKIT_BIN, cacheRecordsInUse, pushBaseImage, startBuildkitd, type Buildkitd } from "../support/buildkit.ts";
-import { processesWithCmdline } from "../support/builds.ts";
+import { processesWithCmdline, tokenCloneUrl } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { processesWhere, startRegistry, uniquePrefix, waitFor, type Registry } from "../support/podman.ts";
-import { TestControlPlane, type BuildRecord } from "../support/TestControlPlane.ts";
+import { TestControlPlane } from "../support/TestControlPlane.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
 
 const prefix = uniquePrefix("q");
@@ -75,17 +74,11 @@ afterAll(async () => {
   dirs.forEach((d) => d.cleanup());
 }, 120_000);
 
-async function cloneUrl(repo: string): Promise<string> {
-  const [owner, name] = repo.split("/") as [string, string];
-  const { token } = await new GitHubAppTokens({ appId: github.appId, privateKey: github.privateKeyPem, apiUrl: github.url }).installationToken({ owner, repo: name });
-  return git.cloneUrl(repo).replace("http://", `http://x-access-token:${token}@`);
-}
-
 const buildctlRuns = () => processesWhere(({ argv }) => argv.some((a) => a.endsWith("buildctl")) && argv.includes(daemon.addr) && argv.includes("build"));
 
 describe("control-plane builds on a real BuildKit", () => {
   test("a failing step is reported failed with BuildKit's error (command and exit code); its output is in the build log", async () => {
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/broken"), imageUri: `${registry.host}/${prefix}/broken:1` });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/broken"), imageUri: `${registry.host}/${prefix}/broken:1` });
     await waitFor(() => build.history.at(-1)?.status === "failed", 90_000, "the build to fail");
     await waitFor(() => !existsSync(join(dataDir.buildsDir, build.id)), 10_000, "the build folder to be removed");
     expect(build.history.map((h) => h.status)).toEqual(["cloning", "building", "failed"]);
@@ -96,7 +89,7 @@ describe("control-plane builds on a real BuildKit", () => {
   }, 120_000);
 
   test("a build cancelled during a long RUN: buildctl ends, the daemon's solve and the step end, the folder goes, nothing more is reported", async () => {
-    const build = cp.addBuild({ cloneUrl: await cloneUrl("acme/slow"), imageUri: `${registry.host}/${prefix}/slow:1` });
+    const build = cp.addBuild({ cloneUrl: await tokenCloneUrl(github, git, "acme/slow"), imageUri: `${registry.host}/${prefix}/slow:1` });
     await waitFor(() => processesWithCmdline(SLOW).length > 0, 60_000, "the slow RUN step to start");
     expect(buildctlRuns().length).toBe(1);
     expect(await cacheRecordsInUse(daemon.addr)).toBeGreaterThan(0);

@@ -5,7 +5,7 @@
  * builderRailpack.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BuildStepError } from "../../builder/buildErrors.ts";
 import { BuildLog } from "../../builder/BuildLog.ts";
@@ -13,13 +13,12 @@ import { DEFAULT_BUILDER_OPTIONS, type BuilderOptions } from "../../builder/buil
 import { buildctlInvocation } from "../../builder/drivers/BuildKitDriver.ts";
 import { selectDriver } from "../../builder/drivers/selectDriver.ts";
 import { parseImageRef } from "../../builder/imageRef.ts";
-import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
 import { runBuild, type BuildJob } from "../../builder/runBuild.ts";
 import { buildkitCheck } from "../../lib/doctor/buildkitCheck.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { tempDir } from "../support/agentBinary.ts";
 import { BUILDKIT_BIN, cacheSizeBytes, pushBaseImage, startBuildkitd, type Buildkitd } from "../support/buildkit.ts";
-import { removeImagesNamed, runText } from "../support/builds.ts";
+import { RecordingTerminal, removeImagesNamed, runText, writeSource } from "../support/builds.ts";
 import { doctorContext } from "../support/doctorFixtures.ts";
 import { freePort, podman, processesWhere, startRegistry, uniquePrefix, type Registry } from "../support/podman.ts";
 import { TestVictoriaLogs } from "../support/TestVictoriaLogs.ts";
@@ -64,22 +63,8 @@ afterAll(async () => {
   dirs.forEach((d) => d.cleanup());
 }, 120_000);
 
-class Lines implements BuildTerminal {
-  lines: string[] = [];
-  phase() {}
-  line(t: string) {
-    this.lines.push(t);
-  }
-  async finish() {}
-}
-
 function source(files: Record<string, string>): string {
-  const src = dir();
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(src, path, ".."), { recursive: true });
-    writeFileSync(join(src, path), content);
-  }
-  return src;
+  return writeSource(dir(), files);
 }
 
 interface BuildRun {
@@ -93,7 +78,7 @@ interface BuildRun {
 }
 
 async function build(run: BuildRun) {
-  const terminal = new Lines();
+  const terminal = new RecordingTerminal();
   const statuses: string[] = [];
   const workDir = dir();
   const job: BuildJob = { source: { kind: "dir", path: run.src }, image: run.image, secrets: run.secrets ?? {}, cacheKey: run.cacheKey ?? "svc-a" };

@@ -10,14 +10,13 @@ import { join } from "node:path";
 import { BuildCancelledError, BuildStepError } from "../../builder/buildErrors.ts";
 import { DEFAULT_BUILDER_OPTIONS } from "../../builder/builderOptions.ts";
 import { checkCiRequest, runCiBuild, type CiBuildRequest } from "../../builder/ciBuild.ts";
-import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
 import { registryDigest } from "../../builder/drivers/registryDigest.ts";
 import { parseImageRef } from "../../builder/imageRef.ts";
 import { run as runProgram } from "../../lib/exec.ts";
 import type { LogShipper } from "../../lib/logs/LogShipper.ts";
 import { VictoriaLogsShipper } from "../../lib/logs/VictoriaLogsShipper.ts";
 import { tempDir } from "../support/agentBinary.ts";
-import { cleanupBuildRun, imagesBuiltOn, makeBaseImage, processesWithCmdline, runText } from "../support/builds.ts";
+import { cleanupBuildRun, imagesBuiltOn, makeBaseImage, processesWithCmdline, RecordingTerminal, runText } from "../support/builds.ts";
 import { FakeGitHub } from "../support/FakeGitHub.ts";
 import { GitServer } from "../support/GitServer.ts";
 import { freePort, podman, startRegistry, TEST_IMAGE, uniquePrefix, type Registry } from "../support/podman.ts";
@@ -69,15 +68,6 @@ afterAll(async () => {
   dirs.forEach((d) => d.cleanup());
 }, 120_000);
 
-class Lines implements BuildTerminal {
-  lines: string[] = [];
-  phase() {}
-  line(t: string) {
-    this.lines.push(t);
-  }
-  async finish() {}
-}
-
 function request(overrides: Partial<CiBuildRequest>): CiBuildRequest {
   return {
     repo: "acme/app",
@@ -90,7 +80,7 @@ function request(overrides: Partial<CiBuildRequest>): CiBuildRequest {
 }
 
 async function ciBuild(req: CiBuildRequest, shipper?: LogShipper, signal = new AbortController().signal) {
-  const terminal = new Lines();
+  const terminal = new RecordingTerminal();
   const plan = checkCiRequest(req);
   const run = runCiBuild({ plan, options: { ...DEFAULT_BUILDER_OPTIONS, builder: "podman", insecureRegistries: [registry.host] }, terminal, shipper, signal });
   return { plan, terminal, result: await run.catch((err: Error) => ({ err })) };

@@ -5,16 +5,16 @@
  * Railpack plan builds. Dockerfile builds run on a real BuildKit daemon in builderBuildKit.test.ts.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BuildStepError } from "../../builder/buildErrors.ts";
 import { BuildLog } from "../../builder/BuildLog.ts";
 import { secretsHash } from "../../builder/buildSecrets.ts";
 import { DEFAULT_BUILDER_OPTIONS, type BuilderOptions } from "../../builder/builderOptions.ts";
 import { runTool } from "../../builder/drivers/runTool.ts";
-import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
 import { runBuild, type BuildJob } from "../../builder/runBuild.ts";
 import { REPO_ROOT, tempDir } from "../support/agentBinary.ts";
+import { RecordingTerminal, writeSource } from "../support/builds.ts";
 import type { Invocation } from "../support/standins/record.ts";
 
 const STANDIN_BIN = join(REPO_ROOT, "test/support/bin");
@@ -56,24 +56,7 @@ function calls(tool: string): Invocation[] {
 }
 
 function source(files: Record<string, string>): string {
-  const src = dir();
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(src, path, ".."), { recursive: true });
-    writeFileSync(join(src, path), content);
-  }
-  return src;
-}
-
-class RecordingTerminal implements BuildTerminal {
-  lines: string[] = [];
-  phases: string[] = [];
-  phase(p: string) {
-    this.phases.push(p);
-  }
-  line(t: string) {
-    this.lines.push(t);
-  }
-  async finish() {}
+  return writeSource(dir(), files);
 }
 
 async function build(job: Partial<BuildJob> & { src: string }, options: Partial<BuilderOptions> = {}, signal = new AbortController().signal) {

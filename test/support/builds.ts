@@ -8,10 +8,17 @@
  *   removeImagesNamed(prefix)      removes images (also untagged ones, e.g. pulled by digest) whose repository contains `/<prefix>`
  *   processesWithCmdline(cmdline)  pids of live processes whose argv joined by spaces is exactly `cmdline`
  *   runText(argv)                  runs a program (skopeo, buildah) and returns its stdout; throws with stderr on failure
+ *   writeSource(dir, files)        writes {path: content} files under dir (a build context); returns dir
+ *   RecordingTerminal              a BuildTerminal that keeps every line and phase
+ *   tokenCloneUrl(github, git, repo)  the repository's clone URL with a fresh installation token in it
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { BuildTerminal } from "../../builder/progress/BuildTerminal.ts";
+import { GitHubAppTokens } from "../../builder/source/GitHubAppTokens.ts";
+import type { FakeGitHub } from "./FakeGitHub.ts";
+import type { GitServer } from "./GitServer.ts";
 import { cleanupPodman, podman, TEST_IMAGE } from "./podman.ts";
 
 /**
@@ -128,4 +135,30 @@ export async function cleanupBuildRun(base: string, prefix: string): Promise<voi
   await removeImagesBuiltOn(base);
   await removeImagesNamed(prefix);
   await cleanupPodman(prefix);
+}
+
+export function writeSource(dir: string, files: Record<string, string>): string {
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  return dir;
+}
+
+export class RecordingTerminal implements BuildTerminal {
+  lines: string[] = [];
+  phases: string[] = [];
+  phase(p: string) {
+    this.phases.push(p);
+  }
+  line(t: string) {
+    this.lines.push(t);
+  }
+  async finish() {}
+}
+
+export async function tokenCloneUrl(github: FakeGitHub, git: GitServer, repo: string): Promise<string> {
+  const [owner, name] = repo.split("/") as [string, string];
+  const { token } = await new GitHubAppTokens({ appId: github.appId, privateKey: github.privateKeyPem, apiUrl: github.url }).installationToken({ owner, repo: name });
+  return git.cloneUrl(repo).replace("http://", `http://x-access-token:${token}@`);
 }
