@@ -10,7 +10,8 @@
  * never tries to reach a devtools server.
  */
 import type { BunPlugin } from "bun";
-import { resolve } from "node:path";
+import { readdirSync, rmSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 
 const REPO = resolve(import.meta.dir, "..");
@@ -41,9 +42,16 @@ export interface CompileOptions {
   target?: string;
   version?: string;
   commit?: string;
+  /** Source maps beside the binary (default true; releases ship the binary alone). */
+  sourcemap?: boolean;
 }
 
 export async function compileAgent(options: CompileOptions): Promise<void> {
+  // Every chunk has its map, named by content hash: drop the previous build's.
+  const dir = dirname(resolve(options.outfile));
+  for (const file of readdirSync(dir)) {
+    if (file === `${basename(options.outfile)}.map` || /^chunk-[a-z0-9]+\.js\.map$/.test(file)) rmSync(join(dir, file));
+  }
   const result = await Bun.build({
     entrypoints: [resolve(REPO, "cli/agent.ts")],
     compile: {
@@ -58,7 +66,7 @@ export async function compileAgent(options: CompileOptions): Promise<void> {
     // loads almost nothing, `reconcile` never loads ink or the builder).
     splitting: true,
     minify: true,
-    sourcemap: "linked",
+    sourcemap: options.sourcemap === false ? "none" : "linked",
     plugins: [devtoolsStub],
     define: {
       "process.env.NODE_ENV": JSON.stringify("production"),

@@ -58,9 +58,7 @@ export async function release(options: ReleaseOptions): Promise<ReleasedBinary[]
   for (const arch of options.arches) {
     const file = `agent-linux-${arch}`;
     const path = join(options.outDir, file);
-    await compileAgent({ outfile: path, target: ARCHES[arch], version: options.version, commit });
-    // The linked source map is for debugging here; the release is the binary alone.
-    rmSync(`${path}.map`, { force: true });
+    await compileAgent({ outfile: path, target: ARCHES[arch], version: options.version, commit, sourcemap: false });
     const bytes = readFileSync(path);
     const sha256 = createHash("sha256").update(bytes).digest("hex");
     writeFileSync(`${path}.sha256`, `${sha256}  ${file}\n`);

@@ -1,6 +1,6 @@
 import { spawn as spawnChild } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { execa, type ResultPromise } from "execa";
+import type { ResultPromise } from "execa";
 import { beforeImmediateExit } from "./shutdownSignals.ts";
 import { AgentError } from "./errors.ts";
 import { redact } from "./redact.ts";
@@ -54,27 +54,106 @@ function lastLines(text: string, count: number): string {
   return text.split("\n").slice(-count).join("\n");
 }
 
-/** Runs one program with an argv array (never a shell string). */
+/** How long a program gets between SIGTERM (timeout, cancel) and SIGKILL. */
+const KILL_AFTER_MS = 5000;
+
+/**
+ * Runs one program with an argv array (never a shell string). On Bun's own spawn: execa costs
+ * ~100 ms and ~15 MiB to load, which every short command (an idle `reconcile --once`) would pay.
+ */
 export async function run(file: string, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
-  const child = spawn(file, args, options);
+  let proc: ReturnType<typeof Bun.spawn<"ignore" | "pipe", "pipe", "pipe">>;
   try {
-    const result = await child;
-    return { exitCode: result.exitCode ?? 0, stdout: String(result.stdout ?? ""), stderr: String(result.stderr ?? "") };
+    proc = Bun.spawn([file, ...args], {
+      cwd: options.cwd,
+      env: childEnv(options),
+      stdin: options.input === undefined ? "ignore" : "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+      detached: options.ownProcessGroup === true,
+    });
   } catch (err) {
-    const e = err as { exitCode?: number; stderr?: unknown; timedOut?: boolean; isCanceled?: boolean; code?: string; message?: string };
-    const stderr = String(e.stderr ?? "");
-    if (e.code === "ENOENT") throw new ExecError(file, undefined, "", "not found on PATH");
-    if (e.timedOut) throw new ExecError(file, e.exitCode, stderr, `timed out after ${options.timeoutMs} ms`);
-    if (e.isCanceled) throw new ExecError(file, e.exitCode, stderr, "was cancelled");
-    if (options.allowFailure && typeof e.exitCode === "number") {
-      return { exitCode: e.exitCode, stdout: String((err as { stdout?: unknown }).stdout ?? ""), stderr };
+    if ((err as { code?: string }).code === "ENOENT") throw new ExecError(file, undefined, "", "not found on PATH");
+    throw err;
+  }
+  if (options.input !== undefined && proc.stdin) {
+    proc.stdin.write(options.input);
+    void proc.stdin.end();
+  }
+  let stopped: "timeout" | "cancel" | undefined;
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  const stop = (why: "timeout" | "cancel") => {
+    if (stopped || proc.exitCode !== null || proc.signalCode !== null) return;
+    stopped = why;
+    proc.kill("SIGTERM");
+    killer = setTimeout(() => proc.kill("SIGKILL"), KILL_AFTER_MS);
+  };
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => stop("timeout"), options.timeoutMs);
+  const onAbort = () => stop("cancel");
+  if (options.signal?.aborted) onAbort();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  const offExit = options.ownProcessGroup ? beforeImmediateExit(() => killGroup(proc.pid)) : undefined;
+  try {
+    const [stdout, stderr] = await Promise.all([
+      collect(proc.stdout, "stdout", options),
+      collect(proc.stderr, "stderr", options),
+      proc.exited,
+    ]);
+    const exitCode = proc.exitCode;
+    if (stopped === "timeout") throw new ExecError(file, exitCode ?? undefined, stderr, `timed out after ${options.timeoutMs} ms`);
+    if (stopped === "cancel") throw new ExecError(file, exitCode ?? undefined, stderr, "was cancelled");
+    if (exitCode === 0) return { exitCode, stdout, stderr };
+    if (options.allowFailure && exitCode !== null) return { exitCode, stdout, stderr };
+    throw new ExecError(file, exitCode ?? undefined, stderr, exitCode === null ? `was killed by ${proc.signalCode}` : `exited with code ${exitCode}`);
+  } finally {
+    clearTimeout(timer);
+    clearTimeout(killer);
+    options.signal?.removeEventListener("abort", onAbort);
+    offExit?.();
+  }
+}
+
+function childEnv(options: ExecOptions): Record<string, string> {
+  const env: Record<string, string | undefined> = options.replaceEnv ? { ...options.env } : { ...process.env, ...options.env };
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+/** A stream's text without its final newline (kept unless buffer is false), each line to onLine as it arrives. */
+async function collect(stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr", options: ExecOptions): Promise<string> {
+  const decoder = new TextDecoder();
+  const keep = options.buffer !== false;
+  let text = "";
+  let pending = "";
+  for await (const chunk of stream) {
+    const piece = decoder.decode(chunk, { stream: true });
+    if (keep) text += piece;
+    if (!options.onLine) continue;
+    pending += piece;
+    let index: number;
+    while ((index = pending.indexOf("\n")) >= 0) {
+      options.onLine(pending.slice(0, index).replace(/\r$/, ""), name);
+      pending = pending.slice(index + 1);
     }
-    throw new ExecError(file, e.exitCode, stderr, `exited with code ${e.exitCode ?? "unknown"}`);
+  }
+  const rest = decoder.decode();
+  if (keep) text += rest;
+  pending += rest;
+  if (options.onLine && pending) options.onLine(pending, name);
+  return text.replace(/\r?\n$/, "");
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, "SIGTERM");
+  } catch {
+    // already gone
   }
 }
 
 /** Starts a process and returns the live handle; used where the caller must kill it or stream it. */
 export function spawn(file: string, args: readonly string[], options: ExecOptions = {}): ResultPromise {
+  // Loaded on first use only (see run).
+  const { execa } = require("execa") as typeof import("execa");
   const child = execa(file, args, {
     cwd: options.cwd,
     env: options.env,
@@ -85,20 +164,14 @@ export function spawn(file: string, args: readonly string[], options: ExecOption
     reject: true,
     buffer: options.buffer ?? true,
     stripFinalNewline: true,
-    forceKillAfterDelay: 5000,
+    forceKillAfterDelay: KILL_AFTER_MS,
     detached: options.ownProcessGroup === true,
     stdin: options.input === undefined ? "ignore" : "pipe",
   });
   if (options.onLine) attachLineReaders(child, options.onLine);
   if (options.ownProcessGroup && child.pid !== undefined) {
     const group = child.pid;
-    const off = beforeImmediateExit(() => {
-      try {
-        process.kill(-group, "SIGTERM");
-      } catch {
-        // already gone
-      }
-    });
+    const off = beforeImmediateExit(() => killGroup(group));
     child.then(off, off);
   }
   return child;

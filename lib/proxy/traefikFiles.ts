@@ -1,9 +1,13 @@
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
-import { Document, parse } from "yaml";
 import { sortRoutes } from "../state/hash.ts";
 import type { Certificate, Route } from "../state/types.ts";
 import { MANAGED_PREFIX, SERVICE_ID_HEADER } from "./proxyInput.ts";
+
+/** yaml, loaded on first use: only Traefik nodes read or write these files. */
+function yaml(): typeof import("yaml") {
+  return require("yaml") as typeof import("yaml");
+}
 
 export const ROUTES_FILE = "routes.yaml";
 export const TLS_FILE = "tls.yaml";
@@ -67,7 +71,7 @@ export function renderRoutesYaml(routes: readonly Route[], options: TraefikRoute
 
 /** Routes read back from a routes.yaml (only `techulus-` routers), sorted by id. */
 export function parseRoutesYaml(text: string): Route[] {
-  const doc = (parse(text) ?? {}) as { http?: { routers?: Record<string, RouterYaml>; services?: Record<string, unknown>; middlewares?: Record<string, unknown> } };
+  const doc = (yaml().parse(text) ?? {}) as { http?: { routers?: Record<string, RouterYaml>; services?: Record<string, unknown>; middlewares?: Record<string, unknown> } };
   const http = doc.http ?? {};
   const routes: Route[] = [];
   for (const [name, router] of Object.entries(http.routers ?? {})) {
@@ -117,14 +121,14 @@ export function renderTlsYaml(entries: readonly TlsEntry[]): string {
 }
 
 export function parseTlsYaml(text: string): TlsEntry[] {
-  const doc = (parse(text) ?? {}) as { tls?: { certificates?: Array<{ certFile?: unknown; keyFile?: unknown }> } };
+  const doc = (yaml().parse(text) ?? {}) as { tls?: { certificates?: Array<{ certFile?: unknown; keyFile?: unknown }> } };
   return (doc.tls?.certificates ?? [])
     .filter((e) => typeof e?.certFile === "string" && typeof e?.keyFile === "string")
     .map((e) => ({ certFile: e.certFile as string, keyFile: e.keyFile as string }));
 }
 
 function toYaml(value: unknown): string {
-  const doc = new Document(value);
+  const doc = new (yaml().Document)(value);
   doc.commentBefore = HEADER_COMMENT;
   return doc.toString({ lineWidth: 0 });
 }
