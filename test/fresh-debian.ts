@@ -13,13 +13,14 @@
  * ends with one line "N passed, N failed[, N skipped]": the quick start counts as one test, the
  * suite's own counts are added. Exit code 1 on any failure.
  */
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { run } from "../lib/exec.ts";
 import { ensureDebianImage, startDebianRoot, type DebianRoot } from "./support/debianRoot.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 const CHECKOUT = "/root/agent";
+const SHARED_TOOLS = resolve(REPO, "../shared/tools");
 const ROOT_PREFIX = "techulus-fresh";
 const QUICK_START_TIMEOUT_MS = 15 * 60_000;
 const SUITE_TIMEOUT_MS = 25 * 60_000;
@@ -58,6 +59,18 @@ function readmeCommands(): [string, string] {
     throw new Error("README.md's Quick start no longer starts with two one-line sh blocks (quick start, test/run); update test/fresh-debian.ts");
   }
   return [quickStart, suite];
+}
+
+/**
+ * The real BuildKit and VictoriaLogs binaries the tests start live beside the checkout, in
+ * ../shared/tools (read-only in CI): the same place beside the checkout inside the root.
+ */
+async function copySharedTools(root: DebianRoot): Promise<string> {
+  if (!existsSync(SHARED_TOOLS)) return `${SHARED_TOOLS} does not exist: the tests that need it will say so`;
+  const target = join(CHECKOUT, "..", "shared");
+  await root.exec(["mkdir", "-p", target]);
+  await root.copyIn(SHARED_TOOLS, `${target}/`);
+  return `${SHARED_TOOLS} copied to ${target}/tools`;
 }
 
 /** Keeps the last `size` lines. */
@@ -194,6 +207,7 @@ async function main(): Promise<number> {
     );
     root = booted;
     await phase("checkout", () => booted.copyCheckout(CHECKOUT), (dir) => `working tree and .git copied to ${dir}`);
+    await phase("tools", () => copySharedTools(booted), (r) => r);
 
     say(`quick start: $ ${quickStartCommand}`);
     try {
