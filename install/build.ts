@@ -10,7 +10,7 @@
  * never tries to reach a devtools server.
  */
 import type { BunPlugin } from "bun";
-import { readdirSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 
@@ -49,6 +49,7 @@ export interface CompileOptions {
 export async function compileAgent(options: CompileOptions): Promise<void> {
   // Every chunk has its map, named by content hash: drop the previous build's.
   const dir = dirname(resolve(options.outfile));
+  mkdirSync(dir, { recursive: true });
   for (const file of readdirSync(dir)) {
     if (file === `${basename(options.outfile)}.map` || /^chunk-[a-z0-9]+\.js\.map$/.test(file)) rmSync(join(dir, file));
   }
