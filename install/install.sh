@@ -50,6 +50,7 @@ Actions:
   --purge                --uninstall, then remove the managed containers, the data and the settings
   --yes                  do not ask before --purge
   --host-only            only the host setup (packages, Podman tuning), as install/setup-host.sh uses it
+  --extra-packages "A B" with --host-only: more apt packages in the same install (install/setup-host.sh's)
   -h, --help             this text
 Exit codes: 0 done, 1 a step failed, 2 bad input.
 USAGE
