@@ -1,8 +1,11 @@
+import { statSync } from "node:fs";
 import type { ControlPlaneClient } from "../controlplane/ControlPlaneClient.ts";
 import { ExpectedStateWire, describeIssues } from "../controlplane/schemas.ts";
 import type { DataDir } from "../datadir/DataDir.ts";
 import { AgentError, InvalidInputError, errorMessage } from "../errors.ts";
 import { parseFlagJson, readFlagFile } from "../fs/readFlagFile.ts";
+import { MAX_ANSWER_BYTES } from "../controlplane/readAnswer.ts";
+import { BodyTooLargeError, discardBody, readBodyText } from "../http/readBody.ts";
 import { request } from "../http/undici.ts";
 import { logger } from "../logger.ts";
 import { normalizeExpectedState } from "../state/normalizeExpectedState.ts";
@@ -90,15 +93,30 @@ export async function loadStateFile(location: string, options: NormalizeOptions)
   if (/^https?:\/\//.test(location)) {
     try {
       const res = await request(location, { method: "GET", headersTimeout: 15_000, bodyTimeout: 15_000 });
-      text = await res.body.text();
-      if (res.statusCode >= 400) throw new AgentError(`GET ${location} answered ${res.statusCode}`);
+      if (res.statusCode >= 300) {
+        discardBody(res);
+        const to = res.headers.location;
+        throw new AgentError(`GET ${location} answered ${res.statusCode}${to ? ` (a redirect to ${String(to)}, not followed)` : ""}`);
+      }
+      text = await readBodyText(res, MAX_ANSWER_BYTES);
     } catch (err) {
       if (err instanceof AgentError) throw err;
+      if (err instanceof BodyTooLargeError) throw new InvalidInputError(`--state ${location}: the answer is over the size limit of ${MAX_ANSWER_BYTES / (1024 * 1024)} MiB`);
       throw new AgentError(`cannot fetch --state ${location}: ${errorMessage(err)}`);
     }
   } else {
+    const size = fileSize(location);
+    if (size !== undefined && size > MAX_ANSWER_BYTES) throw new InvalidInputError(`--state ${location}: the file is over the size limit of ${MAX_ANSWER_BYTES / (1024 * 1024)} MiB`);
     text = readFlagFile("--state", location);
   }
   const json = parseFlagJson("--state", location, text, (message) => new InvalidInputError(message));
   return parseExpectedState(json, { ...options, allowPlainEnv: true, origin: location });
+}
+
+function fileSize(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
+  }
 }
