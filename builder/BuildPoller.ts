@@ -16,7 +16,7 @@ import { cleanStaleBuildFolders } from "./cleanStaleBuildFolders.ts";
 import type { BuildDriver } from "./drivers/BuildDriver.ts";
 import { PlainBuildTerminal } from "./progress/PlainBuildTerminal.ts";
 import type { BuildTerminal } from "./progress/BuildTerminal.ts";
-import { runBuild, type BuildResult } from "./runBuild.ts";
+import type { BuildResult } from "./runBuild.ts";
 import { parseCloneUrl, resolveGitRef } from "./source/gitRemote.ts";
 
 const log = logger("builds");
@@ -103,6 +103,9 @@ async function runClaimedBuildInScope(options: ClaimedBuildOptions): Promise<Cla
     registerSecret(parseCloneUrl(claim.cloneUrl).password);
     const secrets = decryptBuildSecrets(claim.secrets, options.encryptionKey);
     log.info(`build ${short}: ${build.branch ?? "main"}@${build.commitSha} → ${claim.imageUri}`);
+    // The builder (git, build drivers, registry client) loads with the first build: an agent that
+    // never builds never holds it in memory.
+    const { runBuild } = await import("./runBuild.ts");
     const result = await runBuild(
       {
         source: { kind: "git", remote: parseCloneUrl(claim.cloneUrl), ref: resolveGitRef({ ref: build.commitSha, branch: build.branch ?? "main" }) },

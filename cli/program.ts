@@ -42,6 +42,17 @@ const COMMANDS: CommandEntry[] = [
   },
 ];
 
+/**
+ * zod's `z.config({ jitless: true })`, set before zod and any schema load (zod reads this global
+ * when it starts, and each object schema when it is built): schemas validate without generating
+ * and compiling a parser each, which costs a one-shot command more than it saves on the few
+ * answers it parses. Validation is the same either way.
+ */
+function zodWithoutCodegen(): void {
+  const g = globalThis as { __zod_globalConfig?: Record<string, unknown> };
+  g.__zod_globalConfig = Object.assign(g.__zod_globalConfig ?? {}, { jitless: true });
+}
+
 /** The command argv asks for: its first word, or the one after `help`. */
 export function commandNameOf(argv: readonly string[]): string | undefined {
   const words = argv.filter((a) => !a.startsWith("-"));
@@ -58,6 +69,7 @@ export async function buildProgram(argv: readonly string[]): Promise<Command> {
     .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} [options]` })
     .exitOverride();
   const wanted = commandNameOf(argv);
+  if (COMMANDS.some((entry) => entry.name === wanted)) zodWithoutCodegen();
   for (const entry of COMMANDS) {
     const cmd = (entry.name === wanted ? await entry.load() : new Command(entry.name)).description(entry.summary);
     if (!entry.stopsGracefully) cmd.hook("preAction", () => exitOnSignal());

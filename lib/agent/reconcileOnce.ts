@@ -12,14 +12,12 @@ import { loadStateFile, parseExpectedState } from "../reconcile/expectedStateSou
 import { healLeftovers } from "../reconcile/healLeftovers.ts";
 import { observeActual } from "../reconcile/observeActual.ts";
 import { reconcilePass, type AppliedChange } from "../reconcile/reconcilePass.ts";
-import { sendStatusReport } from "../reconcile/statusReport.ts";
 import { inferSubnetId } from "../state/nodeRules.ts";
 import { planChanges } from "../state/planChanges.ts";
 import type { ActualState, Change, ExpectedState } from "../state/types.ts";
 import { createNodeDrivers, skippedPeersNote, type NodeSettings } from "./nodeDrivers.ts";
 import { nodeRulesFor } from "./nodeRulesFor.ts";
-import { ensureRegistered } from "../registration.ts";
-import { processWorkQueueOnce, type WorkQueueSummary } from "../workqueue/processWorkQueueOnce.ts";
+import type { WorkQueueSummary } from "../workqueue/processWorkQueueOnce.ts";
 
 const log = logger("reconcile");
 
@@ -88,6 +86,9 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
       if (!identity) {
         throw new UsageError(`${dataDir.root} has no identity: register with agent run first, or pass --state FILE|URL`);
       }
+      // The control plane's client, the work queue and status reports load only in this mode: a
+      // --state run (and its idle cron pass) never parses them.
+      const { ensureRegistered } = await import("../registration.ts");
       const registered = await ensureRegistered({ dataDir, url: options.settings.url, signing: options.settings.signing, timeoutMs: options.settings.requestTimeout! * 1000 });
       client = registered.client;
       let wire: unknown;
@@ -115,6 +116,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
       let workQueueError: string | undefined;
       if (client && options.workQueue) {
         try {
+          const { processWorkQueueOnce } = await import("../workqueue/processWorkQueueOnce.ts");
           workQueue = await processWorkQueueOnce({
             client,
             runtime: node.drivers.runtime,
@@ -129,7 +131,7 @@ export async function reconcileOnce(options: ReconcileOnceOptions): Promise<Reco
         }
       }
       const report = async (actual: ActualState, withResources: boolean) => {
-        if (client) await sendStatusReport(client, actual.containers, { dataDirRoot: dataDir.root, withResources });
+        if (client) await (await import("../reconcile/statusReport.ts")).sendStatusReport(client, actual.containers, { dataDirRoot: dataDir.root, withResources });
       };
       const pass = await reconcilePass({
         expected,

@@ -1,10 +1,9 @@
-import { Agent, request, type Dispatcher } from "../http/undici.ts";
 import type { z } from "zod";
 import { AgentError } from "../errors.ts";
 import type { SigningKey } from "../crypto/signingKey.ts";
 import { redact } from "../redact.ts";
 import { DEFAULT_BACKOFF, withRetry, type BackoffPolicy } from "../retry.ts";
-import { UnusableAnswer, noAnswerText, readAnswer } from "./readAnswer.ts";
+import { UnusableAnswer, noAnswerText, readFetchAnswer } from "./readAnswer.ts";
 import { signatureHeaders, type SigningMode } from "./signing.ts";
 import {
   BuildStatusResponse,
@@ -42,7 +41,6 @@ export interface ControlPlaneClientOptions {
   signing?: SigningMode;
   timeoutMs?: number;
   backoff?: BackoffPolicy;
-  dispatcher?: Dispatcher;
 }
 
 interface CallOptions<T> {
@@ -53,9 +51,12 @@ interface CallOptions<T> {
   expectedStatuses?: number[];
 }
 
+/**
+ * The control plane's API. Requests go through Bun's own fetch (connections kept alive between
+ * polls), so `agent run` does not load an HTTP library: undici alone costs it about 25 MiB.
+ */
 export class ControlPlaneClient {
   private readonly baseUrl: URL;
-  private readonly dispatcher: Dispatcher;
   private readonly timeoutMs: number;
   private readonly backoff: BackoffPolicy;
   private readonly signing: SigningMode;
@@ -69,7 +70,6 @@ export class ControlPlaneClient {
     this.signing = options.signing ?? "v1";
     this.timeoutMs = options.timeoutMs ?? 15_000;
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
-    this.dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connect: { timeout: this.timeoutMs } });
   }
 
   register(body: RegisterRequest) {
@@ -145,15 +145,15 @@ export class ControlPlaneClient {
       if (!this.serverId || !this.signingKey) throw new ControlPlaneError(`${what}: the agent is not registered yet`);
       Object.assign(headers, signatureHeaders(this.signingKey, this.serverId, this.signing, method, url.pathname + url.search, body));
     }
-    let res: Dispatcher.ResponseData;
+    let res: Response;
     try {
-      res = await request(url, {
+      res = await fetch(url, {
         method,
         headers,
         body: body === "" ? undefined : body,
-        dispatcher: this.dispatcher,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+        // A redirect is reported, never followed (readFetchAnswer).
+        redirect: "manual",
+        // One deadline for the answer: connecting, headers and body.
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
@@ -161,33 +161,32 @@ export class ControlPlaneClient {
     }
     let text: string;
     try {
-      text = await readAnswer(res, url, this.timeoutMs);
+      text = await readFetchAnswer(res, url, this.timeoutMs);
     } catch (err) {
       if (!(err instanceof UnusableAnswer)) throw err;
-      throw new ControlPlaneError(`control plane ${what} ${err.message}`, res.statusCode, undefined, err.retryable);
+      throw new ControlPlaneError(`control plane ${what} ${err.message}`, res.status, undefined, err.retryable);
     }
-    if (options.expectedStatuses?.includes(res.statusCode)) return undefined;
-    if (res.statusCode >= 400) {
+    if (options.expectedStatuses?.includes(res.status)) return undefined;
+    if (res.status >= 400) {
       const serverError = parseErrorText(text);
       const detail = serverError ? `: ${serverError}` : "";
-      throw new ControlPlaneError(`control plane ${what} answered ${res.statusCode}${detail}`, res.statusCode, serverError, res.statusCode >= 500);
+      throw new ControlPlaneError(`control plane ${what} answered ${res.status}${detail}`, res.status, serverError, res.status >= 500);
     }
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch {
-      throw new ControlPlaneError(`control plane ${what} answered ${res.statusCode} with a body that is not JSON`, res.statusCode);
+      throw new ControlPlaneError(`control plane ${what} answered ${res.status} with a body that is not JSON`, res.status);
     }
     const parsed = options.schema.safeParse(json);
     if (!parsed.success) {
-      throw new ControlPlaneError(`control plane ${what} answered with an invalid response: ${describeIssues(parsed.error)}`, res.statusCode);
+      throw new ControlPlaneError(`control plane ${what} answered with an invalid response: ${describeIssues(parsed.error)}`, res.status);
     }
     return parsed.data;
   }
 
-  async close(): Promise<void> {
-    await this.dispatcher.close();
-  }
+  /** Nothing to release: kept-alive connections are Bun's, and never keep the process alive. */
+  async close(): Promise<void> {}
 }
 
 function parseErrorText(text: string): string | undefined {

@@ -1,4 +1,4 @@
-import { BodyTooLargeError, discardBody, isTimeoutError, readBodyText } from "../http/readBody.ts";
+import { BodyTooLargeError, discardBody, discardResponse, isTimeoutError, readBodyText, readResponseText } from "../http/readBody.ts";
 import type { Dispatcher } from "../http/undici.ts";
 
 /**
@@ -34,6 +34,22 @@ export async function readAnswer(res: Dispatcher.ResponseData, url: URL, timeout
   } catch (err) {
     if (err instanceof BodyTooLargeError) {
       throw new UnusableAnswer(`answered ${res.statusCode} with a body over the size limit of ${err.limitBytes / (1024 * 1024)} MiB`, false);
+    }
+    throw new UnusableAnswer(isTimeoutError(err) ? timeoutText(timeoutMs, "reading") : `failed while reading the answer: ${networkReason(err)}`, true);
+  }
+}
+
+/** readAnswer for an answer of Bun's fetch (the control-plane client's). */
+export async function readFetchAnswer(res: Response, url: URL, timeoutMs: number): Promise<string> {
+  if (res.status >= 300 && res.status < 400) {
+    discardResponse(res);
+    throw new UnusableAnswer(redirectText(res.status, res.headers.get("location") ?? undefined, url), false);
+  }
+  try {
+    return await readResponseText(res, MAX_ANSWER_BYTES);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) {
+      throw new UnusableAnswer(`answered ${res.status} with a body over the size limit of ${err.limitBytes / (1024 * 1024)} MiB`, false);
     }
     throw new UnusableAnswer(isTimeoutError(err) ? timeoutText(timeoutMs, "reading") : `failed while reading the answer: ${networkReason(err)}`, true);
   }

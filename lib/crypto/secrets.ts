@@ -1,4 +1,5 @@
-import { createDecipheriv, createCipheriv, randomBytes } from "node:crypto";
+/** node:crypto on first use: a pass with no encrypted value to open never loads it. */
+const nodeCrypto = () => require("node:crypto") as typeof import("node:crypto");
 
 const IV_LENGTH = 12;
 const TAG_LENGTH = 16;
@@ -17,7 +18,7 @@ export function decryptSecret(encoded: string, keyHex: string): string {
   if (raw.length < IV_LENGTH + TAG_LENGTH || raw.toString("base64").replace(/=+$/, "") !== encoded.replace(/=+$/, "")) {
     throw new SecretDecryptionError("value is not an encrypted secret (bad base64 or too short)");
   }
-  const decipher = createDecipheriv("aes-256-gcm", key, raw.subarray(0, IV_LENGTH));
+  const decipher = nodeCrypto().createDecipheriv("aes-256-gcm", key, raw.subarray(0, IV_LENGTH));
   decipher.setAuthTag(raw.subarray(IV_LENGTH, IV_LENGTH + TAG_LENGTH));
   try {
     return Buffer.concat([decipher.update(raw.subarray(IV_LENGTH + TAG_LENGTH)), decipher.final()]).toString("utf8");
@@ -28,6 +29,7 @@ export function decryptSecret(encoded: string, keyHex: string): string {
 
 /** The control plane's side of the scheme; used by the test control plane and by tooling. */
 export function encryptSecret(plain: string, keyHex: string): string {
+  const { randomBytes, createCipheriv } = nodeCrypto();
   const iv = randomBytes(IV_LENGTH);
   const cipher = createCipheriv("aes-256-gcm", parseEncryptionKey(keyHex), iv);
   const ciphertext = Buffer.concat([cipher.update(plain, "utf8"), cipher.final()]);

@@ -1,4 +1,5 @@
-import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
+/** node:crypto on first use: validating a key (every expected state with peers) does not load it. */
+const nodeCrypto = () => require("node:crypto") as typeof import("node:crypto");
 
 const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 const KEY_PATTERN = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw480]=$/;
@@ -10,7 +11,7 @@ export function isWireGuardKey(value: string): boolean {
 
 /** A private key in `wg genkey` format (clamped Curve25519 scalar, base64), without the wg binary. */
 export function generateWireGuardPrivateKey(): string {
-  const key = randomBytes(32);
+  const key = nodeCrypto().randomBytes(32);
   key[0]! &= 248;
   key[31]! &= 127;
   key[31]! |= 64;
@@ -21,6 +22,7 @@ export function generateWireGuardPrivateKey(): string {
 export function wireGuardPublicKey(privateKeyBase64: string): string {
   const raw = Buffer.from(privateKeyBase64.trim(), "base64");
   if (raw.length !== 32) throw new Error("a WireGuard private key is 32 bytes of base64");
+  const { createPrivateKey, createPublicKey } = nodeCrypto();
   const key = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: "der", type: "pkcs8" });
   const jwk = createPublicKey(key).export({ format: "jwk" });
   return Buffer.from(jwk.x as string, "base64url").toString("base64");

@@ -1,5 +1,4 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { isIPv4 } from "node:net";
 import { dirname, join } from "node:path";
 import { AgentError, InvalidInputError } from "../errors.ts";
 import { run } from "../exec.ts";
@@ -7,7 +6,7 @@ import { writeFileAtomic } from "../fs/atomicWrite.ts";
 import { logger } from "../logger.ts";
 import type { DnsDriver } from "../drivers.ts";
 import type { DnsRecord } from "../state/types.ts";
-import { isIPv6Address } from "../state/validate.ts";
+import { isIPv6Address, isIPv4Address as isIPv4 } from "../state/validate.ts";
 import { assertValidRecords, parseHostsFile, renderHostsFile } from "./hostsFile.ts";
 
 const log = logger("dns");

@@ -1,7 +1,6 @@
-import { isIPv4 } from "node:net";
 import { InvalidInputError } from "../errors.ts";
 import { sortDnsRecords } from "../state/hash.ts";
-import { isDomainName, isIPv6Address } from "../state/validate.ts";
+import { isDomainName, isIPv6Address, isIPv4Address as isIPv4 } from "../state/validate.ts";
 import type { DnsRecord } from "../state/types.ts";
 
 const HEADER = "# Managed by techulus-agent: internal DNS records (ip name). Rewritten on every change.";

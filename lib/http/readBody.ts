@@ -32,6 +32,35 @@ export async function readBodyText(res: Dispatcher.ResponseData, limitBytes: num
   return Buffer.concat(chunks).toString("utf8");
 }
 
+/** readBodyText for an answer of Bun's fetch. */
+export async function readResponseText(res: Response, limitBytes: number): Promise<string> {
+  const declared = Number(res.headers.get("content-length") ?? undefined);
+  if (Number.isFinite(declared) && declared > limitBytes) {
+    discardResponse(res);
+    throw new BodyTooLargeError(limitBytes);
+  }
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limitBytes) {
+      reader.cancel().catch(() => {});
+      throw new BodyTooLargeError(limitBytes);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Drops the body of an answer of Bun's fetch without reading it. */
+export function discardResponse(res: Response): void {
+  res.body?.cancel().catch(() => {});
+}
+
 /** Drops an answer's body without reading it (its connection is closed). */
 export function discardBody(res: Dispatcher.ResponseData): void {
   // Destroying emits an abort error that nobody else is listening for.

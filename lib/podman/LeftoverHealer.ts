@@ -36,6 +36,8 @@ export class LeftoverHealer {
     private readonly api: PodmanApi,
     private readonly networkName: string,
     private readonly stopGraceSeconds: number,
+    /** Told every full container list a snapshot reads (PodmanRuntime reuses it for the pass right after). */
+    private readonly onContainerList?: (raw: unknown) => void,
   ) {}
 
   /** conmons and reservations are read before the container list: what they name exists in Podman's database by then. */
@@ -43,7 +45,9 @@ export class LeftoverHealer {
     const subnet = await this.networkSubnet();
     const reservations = subnet ? readReservations(this.networkName, subnet) : [];
     const found = readConmonProcesses();
-    const listed = ContainerList.parse(await this.api.json("GET", "/containers/json", { query: { all: true } })) ?? [];
+    const raw = await this.api.json("GET", "/containers/json", { query: { all: true } });
+    const listed = ContainerList.parse(raw) ?? [];
+    this.onContainerList?.(raw);
     const containers = listed.map((c) => ({
       id: c.Id,
       name: (c.Names?.[0] ?? c.Id).replace(/^\//, ""),

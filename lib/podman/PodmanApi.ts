@@ -1,5 +1,4 @@
 import type { Readable } from "node:stream";
-import { Agent, request, type Dispatcher } from "../http/undici.ts";
 import { AgentError } from "../errors.ts";
 import { redact } from "../redact.ts";
 
@@ -41,46 +40,51 @@ export interface PodmanApiOptions {
   timeoutMs?: number;
 }
 
+const JSON_HEADERS = { accept: "application/json" };
+const JSON_BODY_HEADERS = { accept: "application/json", "content-type": "application/json" };
+
 /**
  * A small JSON client for the libpod API over its unix socket. Every request counts towards
  * `apiCalls`, so callers (and the benchmark) can see how many calls an operation costs.
+ *
+ * Requests go through Bun's own fetch (`unix:`), which keeps connections alive between calls:
+ * no HTTP library is loaded, which keeps a cron `reconcile --once` quick and `agent run` small.
  */
 export class PodmanApi {
   readonly socketPath: string;
   apiCalls = 0;
   private readonly timeoutMs: number;
-  private readonly dispatcher: Agent;
 
   constructor(options: PodmanApiOptions) {
     this.socketPath = options.socketPath;
     this.timeoutMs = options.timeoutMs ?? 30_000;
-    this.dispatcher = new Agent({ connect: { socketPath: options.socketPath }, keepAliveTimeout: 10_000 });
   }
 
   /** One call; statuses >= 400 are thrown as PodmanApiError unless listed in `allow`. */
   async call(method: string, path: string, req: ApiRequest = {}, allow: readonly number[] = []): Promise<ApiResponse> {
     const timeoutMs = req.timeoutMs ?? this.timeoutMs;
     this.apiCalls++;
-    let res: Dispatcher.ResponseData;
+    let status: number;
     let text: string;
     try {
-      res = await request(this.url(path, req.query), {
-        method: method as Dispatcher.HttpMethod,
-        headers: req.body === undefined ? { accept: "application/json" } : { accept: "application/json", "content-type": "application/json" },
+      const res = await fetch(this.url(path, req.query), {
+        method,
+        headers: req.body === undefined ? JSON_HEADERS : JSON_BODY_HEADERS,
         body: req.body === undefined ? undefined : JSON.stringify(req.body),
-        dispatcher: this.dispatcher,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+        unix: this.socketPath,
+        redirect: "manual",
+        // One deadline for the answer, headers and body alike.
         signal: AbortSignal.timeout(timeoutMs),
       });
-      text = await res.body.text();
+      status = res.status;
+      text = await res.text();
     } catch (err) {
       throw new PodmanApiError(method, path, undefined, transportReason(err, timeoutMs));
     }
-    if (res.statusCode >= 400 && !allow.includes(res.statusCode)) {
-      throw new PodmanApiError(method, path, res.statusCode, podmanMessage(text));
+    if (status >= 400 && !allow.includes(status)) {
+      throw new PodmanApiError(method, path, status, podmanMessage(text));
     }
-    return { status: res.statusCode, text };
+    return { status, text };
   }
 
   /** A call whose answer is JSON; `undefined` for an allowed error status or an empty body. */
@@ -100,36 +104,50 @@ export class PodmanApi {
    */
   async stream(path: string, query: Query | undefined, signal: AbortSignal, headersTimeoutMs = this.timeoutMs): Promise<Readable> {
     this.apiCalls++;
-    let res: Dispatcher.ResponseData;
+    // One controller for the request, aborted by the caller's signal or the headers deadline. The
+    // listener on the caller's (long-lived) signal is removed when the body closes: nothing piles up.
+    const request = new AbortController();
+    const onAbort = () => request.abort(signal.reason);
+    const unlisten = () => signal.removeEventListener("abort", onAbort);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    const headersTimer = setTimeout(() => request.abort(new DOMException(`no answer after ${headersTimeoutMs} ms`, "TimeoutError")), headersTimeoutMs);
+    let res: Response;
     try {
-      res = await request(this.url(path, query), {
-        method: "GET",
-        headers: { accept: "application/json" },
-        dispatcher: this.dispatcher,
-        headersTimeout: headersTimeoutMs,
-        bodyTimeout: 0,
-        signal,
-      });
+      res = await fetch(this.url(path, query), { method: "GET", headers: JSON_HEADERS, unix: this.socketPath, redirect: "manual", signal: request.signal });
     } catch (err) {
+      unlisten();
       throw new PodmanApiError("GET", path, undefined, transportReason(err, headersTimeoutMs));
+    } finally {
+      clearTimeout(headersTimer);
     }
-    if (res.statusCode >= 400) {
-      const text = await res.body.text().catch(() => "");
-      throw new PodmanApiError("GET", path, res.statusCode, podmanMessage(text));
+    if (res.status >= 400 || !res.body) {
+      const text = await res.text().catch(() => "");
+      unlisten();
+      throw new PodmanApiError("GET", path, res.status, res.status >= 400 ? podmanMessage(text) : "the answer has no body");
     }
-    return res.body;
+    // node:stream only when a stream is asked for: a one-shot reconcile never loads it.
+    const { Readable } = require("node:stream") as typeof import("node:stream");
+    const body = Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
+    body.once("close", unlisten);
+    return body;
   }
 
-  async close(): Promise<void> {
-    await this.dispatcher.close();
-  }
+  /**
+   * Nothing to release: calls in flight finish (streams end with their signal), and the idle
+   * kept-alive connections are Bun's, which never keep the process alive.
+   */
+  async close(): Promise<void> {}
 
   private url(path: string, query?: Query): string {
-    const params = new URLSearchParams();
-    for (const [key, value] of Object.entries(query ?? {})) {
-      if (value !== undefined) params.set(key, String(value));
+    let search = "";
+    if (query) {
+      const params = new URLSearchParams();
+      for (const [key, value] of Object.entries(query)) {
+        if (value !== undefined) params.set(key, String(value));
+      }
+      if (params.size > 0) search = `?${params}`;
     }
-    const search = params.size > 0 ? `?${params}` : "";
     return `http://podman${LIBPOD_PREFIX}${path}${search}`;
   }
 }

@@ -57,6 +57,9 @@ const ContainerInspect = z.object({
   Config: z.object({ Labels: z.record(z.string(), z.string()).nullish() }).nullish(),
 });
 
+/** How long the leftover look's container list stands in for listManaged() (no call made in between). */
+const JUST_LISTED_MS = 2000;
+
 const EVENTS_BACKOFF: BackoffPolicy = { attempts: Infinity, baseMs: 250, maxMs: 5000 };
 
 /** ContainerRuntime on Podman's libpod REST API (unix socket). */
@@ -75,6 +78,12 @@ export class PodmanRuntime implements ContainerRuntime {
   private readonly subscriptions = new Set<AbortController>();
   /** Leftovers of cut-short operations on this Podman (also what `agent doctor` reports). */
   readonly healer: LeftoverHealer;
+  /**
+   * The full container list the leftover look just read, with the call count right after it: the
+   * listManaged() that follows with no call in between (the first pass of a run, after the look)
+   * uses it instead of listing again, so an idle `reconcile --once` lists containers once.
+   */
+  private justListed?: { raw: unknown; apiCalls: number; at: number };
 
   constructor(options: PodmanRuntimeOptions) {
     this.api = new PodmanApi({ socketPath: options.socketPath, timeoutMs: options.timeoutMs });
@@ -87,7 +96,9 @@ export class PodmanRuntime implements ContainerRuntime {
     this.publishHostIp = options.publishHostIp;
     this.pullTimeoutMs = options.pullTimeoutMs ?? 600_000;
     this.eventsBackoff = options.eventsBackoff ?? EVENTS_BACKOFF;
-    this.healer = new LeftoverHealer(this.api, this.networkName, this.stopGraceSeconds);
+    this.healer = new LeftoverHealer(this.api, this.networkName, this.stopGraceSeconds, (raw) => {
+      this.justListed = { raw, apiCalls: this.api.apiCalls, at: Date.now() };
+    });
     const mode = options.healthChecks ?? "auto";
     if (mode === "agent" || (mode === "auto" && !existsSync("/run/systemd/system"))) {
       this.healthRunner = new HealthCheckRunner(new PodmanApi({ socketPath: options.socketPath }), this.networkName);
@@ -102,9 +113,15 @@ export class PodmanRuntime implements ContainerRuntime {
   }
 
   async listManaged(): Promise<ActualContainer[]> {
-    const raw = await this.api.json("GET", "/containers/json", {
-      query: { all: true, filters: JSON.stringify({ label: [LABEL_SERVICE_ID] }) },
-    });
+    const recent = this.justListed;
+    this.justListed = undefined;
+    // toActualContainer keeps the managed containers of a full list, as the label filter would.
+    const raw =
+      recent && recent.apiCalls === this.api.apiCalls && Date.now() - recent.at < JUST_LISTED_MS
+        ? recent.raw
+        : await this.api.json("GET", "/containers/json", {
+            query: { all: true, filters: JSON.stringify({ label: [LABEL_SERVICE_ID] }) },
+          });
     const parsed = ContainerList.safeParse(raw);
     if (!parsed.success) throw new PodmanApiError("GET", "/containers/json", 200, `unexpected answer: ${parsed.error.issues[0]?.message}`);
     const out: ActualContainer[] = [];
@@ -112,7 +129,9 @@ export class PodmanRuntime implements ContainerRuntime {
       const container = toActualContainer(entry);
       if (container) out.push(container);
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    // Code-unit order (as lib/state/hash): localeCompare would load ICU's collation data, ~3 MiB
+    // of resident memory for a sort.
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   async deploy(c: ExpectedContainer, ctx: DeployContext): Promise<string> {

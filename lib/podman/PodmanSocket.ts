@@ -1,6 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { Agent, request } from "../http/undici.ts";
 import { AgentError, errorMessage } from "../errors.ts";
 import { startDetached } from "../exec.ts";
 import { FileLock } from "../fs/fileLock.ts";
@@ -59,20 +58,12 @@ export function podmanSocketCandidates(env: Record<string, string | undefined> =
 /** True when a libpod API answers `_ping` on the socket within `timeoutMs`. */
 export async function pingPodmanSocket(socketPath: string, timeoutMs = 2000): Promise<boolean> {
   if (!existsSync(socketPath)) return false;
-  const dispatcher = new Agent({ connect: { socketPath } });
   try {
-    const res = await request("http://podman/_ping", {
-      dispatcher,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await res.body.text();
-    return res.statusCode === 200 && text.trim() === "OK";
+    const res = await fetch("http://podman/_ping", { unix: socketPath, redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.text();
+    return res.status === 200 && text.trim() === "OK";
   } catch {
     return false;
-  } finally {
-    await dispatcher.close().catch(() => {});
   }
 }
 

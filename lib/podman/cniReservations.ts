@@ -45,7 +45,12 @@ export function readReservations(network: string, subnet: string, root = CNI_NET
     }
     if (containerId) out.push({ address, containerId, file });
   }
-  return out.sort((a, b) => a.address.localeCompare(b.address, undefined, { numeric: true }));
+  return out.sort((a, b) => ipv4Number(a.address) - ipv4Number(b.address));
+}
+
+/** A dotted IPv4 address as one number (address order without a collator, which costs milliseconds to set up). */
+function ipv4Number(address: string): number {
+  return address.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);
 }
 
 /**

@@ -1,5 +1,4 @@
 import { AgentError } from "../errors.ts";
-import { request } from "../http/undici.ts";
 import { logger } from "../logger.ts";
 import { registerSecret } from "../redact.ts";
 import type { ProxyDriver } from "../drivers.ts";
@@ -171,6 +170,8 @@ export class CaddyDriver implements ProxyDriver {
 
   private async call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs?: number): Promise<AdminResponse> {
     const timeout = timeoutMs ?? this.options.timeoutMs ?? 10_000;
+    // undici when Caddy is first called: worker nodes, which have no proxy, never load it.
+    const { request } = await import("../http/undici.ts");
     let res;
     try {
       res = await request(`${this.adminUrl}${path}`, {

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { sortRoutes } from "../state/hash.ts";
 import type { Certificate, Route } from "../state/types.ts";
@@ -95,7 +94,7 @@ export function parseRoutesYaml(text: string): Route[] {
 
 /** `<domain>.<12 hex of sha256(cert, key)>`: new content, new file name, so tls.yaml changes and Traefik reloads. */
 export function certificateFileStem(cert: Certificate): string {
-  const digest = createHash("sha256").update(cert.certificate).update("\0").update(cert.certificateKey).digest("hex");
+  const digest = new Bun.CryptoHasher("sha256").update(cert.certificate).update("\0").update(cert.certificateKey).digest("hex");
   return `${cert.domain}.${digest.slice(0, 12)}`;
 }
 

@@ -6,7 +6,6 @@ import { AgentError, InvalidInputError, errorMessage } from "../errors.ts";
 import { parseFlagJson, readFlagFile } from "../fs/readFlagFile.ts";
 import { MAX_ANSWER_BYTES } from "../controlplane/readAnswer.ts";
 import { BodyTooLargeError, discardBody, readBodyText } from "../http/readBody.ts";
-import { request } from "../http/undici.ts";
 import { logger } from "../logger.ts";
 import { normalizeExpectedState } from "../state/normalizeExpectedState.ts";
 import type { NodeRules } from "../state/nodeRules.ts";
@@ -92,6 +91,8 @@ export async function loadStateFile(location: string, options: NormalizeOptions)
   let text: string;
   if (/^https?:\/\//.test(location)) {
     try {
+      // undici only for a URL: a --state file run never loads it.
+      const { request } = await import("../http/undici.ts");
       const res = await request(location, { method: "GET", headersTimeout: 15_000, bodyTimeout: 15_000 });
       if (res.statusCode >= 300) {
         discardBody(res);

@@ -1,12 +1,10 @@
-import { createHash } from "node:crypto";
 import stringify from "safe-stable-stringify";
 import type { Certificate, DnsRecord, Peer, Route } from "./types.ts";
 
 /** sha256 (hex) of the key-sorted JSON of `value`; properties that are undefined are left out. */
 export function stableHash(value: unknown): string {
-  return createHash("sha256")
-    .update(stringify(value) ?? "undefined")
-    .digest("hex");
+  // Bun's own hasher: node:crypto costs an idle `reconcile --once` milliseconds to load.
+  return new Bun.CryptoHasher("sha256").update(stringify(value) ?? "undefined").digest("hex");
 }
 
 /** Code-unit order: the same on every machine, unlike localeCompare. */

@@ -1,4 +1,3 @@
-import { isIPv4 } from "node:net";
 import { InvalidInputError } from "../errors.ts";
 import { isWireGuardKey } from "../crypto/wireguardKey.ts";
 import { quote } from "./Problems.ts";
@@ -23,6 +22,14 @@ function reject(message: string): never {
 }
 
 // IPv4 ------------------------------------------------------------------------------------------
+
+/** Node's own IPv4 pattern (net.isIPv4), here so that validating a state does not load node:net. */
+const IPV4_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])";
+const IPV4 = new RegExp(`^(?:${IPV4_OCTET}\\.){3}${IPV4_OCTET}$`);
+
+function isIPv4(value: string): boolean {
+  return IPV4.test(value);
+}
 
 /** Dotted decimal, four octets 0–255, no leading zeros (which some tools read as octal). */
 export function isIPv4Address(value: string): boolean {

@@ -1,8 +1,7 @@
-import { isIPv4 } from "node:net";
 import { InvalidInputError } from "../errors.ts";
 import { isWireGuardKey } from "../crypto/wireguardKey.ts";
 import { sortPeers } from "../state/hash.ts";
-import { isCidr, isEndpoint } from "../state/validate.ts";
+import { isCidr, isEndpoint, isIPv4Address as isIPv4 } from "../state/validate.ts";
 import type { Peer } from "../state/types.ts";
 
 /** What `wg show <if> dump` reports: the interface line and one line per peer. */
@@ -11,28 +10,46 @@ export interface WgDump {
   peers: Peer[];
 }
 
+/** A peer line of `wg show <if> dump` with its latest handshake, for `agent doctor`. */
+export interface LivePeer extends Peer {
+  /** Unix seconds of the latest handshake; 0 when there has been none. */
+  latestHandshake: number;
+}
+
+export interface WgDumpDetail {
+  listenPort?: number;
+  peers: LivePeer[];
+}
+
 /**
  * Parses `wg show <if> dump`: a tab-separated interface line (private key, public key, listen
  * port, fwmark), then one line per peer (public key, preshared key, endpoint, allowed ips,
- * latest handshake, rx, tx, keepalive). `(none)` means empty. Peers come back sorted.
+ * latest handshake, rx, tx, keepalive). `(none)` means empty. Peers keep wg's order.
  */
-export function parseWgDump(text: string): WgDump {
+export function parseWgDumpDetail(text: string): WgDumpDetail {
   const lines = text.split("\n").filter((line) => line.trim() !== "");
   if (lines.length === 0) return { peers: [] };
-  const head = lines[0]!.split("\t");
-  const port = Number(head[2]);
-  const peers: Peer[] = [];
+  const port = Number(lines[0]!.split("\t")[2]);
+  const peers: LivePeer[] = [];
   for (const line of lines.slice(1)) {
     const fields = line.split("\t");
     if (fields.length < 4) throw new Error(`unexpected line in wg show dump: ${fields.length} fields`);
-    const [publicKey, , endpoint, allowed] = fields as [string, string, string, string];
+    const [publicKey, , endpoint, allowed, handshake] = fields as [string, string, string, string, string | undefined];
+    const latest = Number(handshake);
     peers.push({
       publicKey,
-      allowedIps: allowed === "(none)" || allowed === "" ? [] : allowed.split(","),
+      allowedIps: allowed === "(none)" || allowed === "" ? [] : allowed.split(",").sort(),
       endpoint: endpoint === "(none)" || endpoint === "" ? undefined : endpoint,
+      latestHandshake: Number.isFinite(latest) && latest > 0 ? latest : 0,
     });
   }
-  return { listenPort: Number.isInteger(port) && port > 0 ? port : undefined, peers: sortPeers(peers) };
+  return { listenPort: Number.isInteger(port) && port > 0 ? port : undefined, peers };
+}
+
+/** The peers of `wg show <if> dump` as the state describes them (no handshakes), sorted. */
+export function parseWgDump(text: string): WgDump {
+  const { listenPort, peers } = parseWgDumpDetail(text);
+  return { listenPort, peers: sortPeers(peers.map(({ latestHandshake: _, ...peer }) => peer)) };
 }
 
 export interface WgConfigInput {
