@@ -30,16 +30,25 @@ export class BoundedQueue<T> {
     return evicted;
   }
 
-  /** Removes and returns up to `max` items from the front. */
-  take(max: number): T[] {
+  /**
+   * Removes and returns up to `max` items from the front; with `sizeOf`, also stops before the
+   * items' sizes would add up to more than `maxSize` (the first item is always taken).
+   */
+  take(max: number, sizeOf?: (item: T) => number, maxSize = Infinity): T[] {
     const n = Math.min(max, this.count);
-    const out: T[] = new Array(n);
+    const out: T[] = [];
+    let size = 0;
     for (let i = 0; i < n; i++) {
-      out[i] = this.items[this.head] as T;
+      const item = this.items[this.head] as T;
+      if (sizeOf && i > 0) {
+        size += sizeOf(item);
+        if (size > maxSize) break;
+      } else if (sizeOf) size = sizeOf(item);
+      out.push(item);
       this.items[this.head] = undefined;
       this.head = (this.head + 1) % this.capacity;
     }
-    this.count -= n;
+    this.count -= out.length;
     return out;
   }
 

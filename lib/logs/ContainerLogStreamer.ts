@@ -19,6 +19,8 @@ export interface ContainerLogStreamerOptions {
   positions?: LogPositionStore;
   /** Resuming never goes further back than this (default MAX_LOOK_BACK_SECONDS). */
   maxLookBackSeconds?: number;
+  /** Read k8s-file logs from their files (default true); false: through the API's logs endpoint only. */
+  logFiles?: boolean;
 }
 
 /** How far back a resumed follower reads at most: an agent down longer loses the older lines. */
@@ -45,6 +47,7 @@ export class ContainerLogStreamer {
   private readonly sinceSeconds: number;
   private readonly maxLookBackSeconds: number;
   private readonly reconnect: BackoffPolicy;
+  private readonly logFiles: boolean;
   private readonly followers = new Map<string, ContainerLogFollower>();
   private readonly cursors = new Map<string, Cursor>();
   private readonly stopping = new Set<Promise<void>>();
@@ -56,6 +59,7 @@ export class ContainerLogStreamer {
     this.sinceSeconds = Math.floor((options.since ?? new Date()).getTime() / 1000);
     this.maxLookBackSeconds = options.maxLookBackSeconds ?? MAX_LOOK_BACK_SECONDS;
     this.reconnect = options.reconnect ?? DEFAULT_RECONNECT;
+    this.logFiles = options.logFiles ?? true;
     this.positions = options.positions ?? LogPositionStore.open();
   }
 
@@ -114,6 +118,7 @@ export class ContainerLogStreamer {
       store: this.positions,
       reconnect: this.reconnect,
       catchUp,
+      logFiles: this.logFiles,
     });
     this.followers.set(id, follower);
     void follower.done.then(() => {

@@ -7,10 +7,17 @@
 const NANOS_PER_MS = 1_000_000;
 let sequence = 0;
 
+let cachedMs = Number.NaN;
+let cachedPrefix = "";
+
 export function rfc3339Nano(ms: number, subMsNanos: number): string {
-  const iso = new Date(ms).toISOString(); // 2026-11-25T16:00:00.123Z
-  const sub = Math.min(Math.max(Math.trunc(subMsNanos), 0), NANOS_PER_MS - 1);
-  return `${iso.slice(0, -1)}${String(sub).padStart(6, "0")}Z`;
+  // Lines come in runs of the same millisecond: its ISO form is made once.
+  if (ms !== cachedMs) {
+    cachedPrefix = new Date(ms).toISOString().slice(0, -1); // 2026-11-25T16:00:00.123
+    cachedMs = ms;
+  }
+  const sub = String(Math.min(Math.max(Math.trunc(subMsNanos), 0), NANOS_PER_MS - 1));
+  return `${cachedPrefix}${"000000".slice(sub.length)}${sub}Z`;
 }
 
 /**

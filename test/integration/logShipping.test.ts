@@ -108,13 +108,53 @@ describe("VictoriaLogsShipper", () => {
     expect(s.stats()).toMatchObject({ pushed: 120, sent: 120, dropped: 0, pending: 0 });
   });
 
-  test("lines that piled up while a request was in flight go together, at most 1000 to a request", async () => {
+  test("lines that piled up while a request was in flight go together, at most maxBatchLines (default 4000) to a request", async () => {
     const r = await receiver();
-    const s = shipper({ endpoint: r.url });
+    const s = shipper({ endpoint: r.url, maxBatchLines: 1000 });
     for (let i = 0; i < 2500; i++) s.push({ msg: `n${i}`, fields: {} });
     await s.flush();
     expect(r.batches.map((b) => b.lines.length)).toEqual([1000, 1000, 500]);
     expect(r.lines.map((l) => l._msg)).toEqual(Array.from({ length: 2500 }, (_, i) => `n${i}`));
+    const d = shipper({ endpoint: r.url });
+    for (let i = 0; i < 9000; i++) d.push({ msg: `d${i}`, fields: {} });
+    await d.flush();
+    expect(r.batches.slice(3).map((b) => b.lines.length)).toEqual([4000, 4000, 1000]);
+  });
+
+  test("a flood: up to maxInFlight requests at once, a second only while a full batch waits; marks still come back in push order", async () => {
+    const r = await receiver();
+    const s = shipper({ endpoint: r.url, maxBatchLines: 100, maxInFlight: 2 });
+    // The first request is the slowest: its answer comes after the second's.
+    const internals = s as unknown as { post: (body: Uint8Array) => Promise<void> };
+    const post = internals.post.bind(s);
+    let calls = 0;
+    let inFlight = 0;
+    let most = 0;
+    internals.post = async (body) => {
+      const n = calls++;
+      inFlight++;
+      most = Math.max(most, inFlight);
+      try {
+        if (n === 0) await Bun.sleep(300);
+        await post(body);
+      } finally {
+        inFlight--;
+      }
+    };
+    const o = recordingOrigin();
+    for (let i = 0; i < 450; i++) s.push({ msg: `n${i}`, fields: {}, origin: o, mark: i });
+    await s.flush();
+    expect(most).toBe(2);
+    expect(o.acked).toEqual(Array.from({ length: 450 }, (_, i) => i));
+    expect(r.lines.map((l) => l._msg).sort()).toEqual(Array.from({ length: 450 }, (_, i) => `n${i}`).sort());
+    // At a trickle, one request at a time.
+    most = 0;
+    for (let i = 0; i < 5; i++) {
+      for (let j = 0; j < 60; j++) s.push({ msg: `t${i}.${j}`, fields: {} });
+      await Bun.sleep(20);
+    }
+    await s.flush();
+    expect(most).toBe(1);
   });
 
   test("a partial batch is sent by the timer without flush(); gzip can be turned off", async () => {
@@ -370,7 +410,7 @@ describe("container logs", () => {
     return out.trim();
   }
 
-  async function streaming(options: { reconnectMaxMs?: number; positions?: LogPositionStore; r?: TestVictoriaLogs } = {}) {
+  async function streaming(options: { reconnectMaxMs?: number; positions?: LogPositionStore; r?: TestVictoriaLogs; logFiles?: boolean } = {}) {
     const r = options.r ?? (await receiver());
     const s = shipper({ endpoint: r.url, flushIntervalMs: 100 });
     const streamer = new ContainerLogStreamer({
@@ -378,6 +418,7 @@ describe("container logs", () => {
       shipper: s,
       reconnect: { attempts: Infinity, baseMs: 100, maxMs: options.reconnectMaxMs ?? 1000 },
       positions: options.positions,
+      logFiles: options.logFiles,
     });
     streamers.push(streamer);
     return { r, s, streamer };
@@ -452,6 +493,23 @@ describe("container logs", () => {
     ]);
     expect(r.batches[0]!.query.get("_stream_fields")).toContain("deployment_id");
     expect(streamer.following()).toEqual([{ id, state: "following" }]);
+  }, 30_000);
+
+  test("read through the API's logs endpoint instead of the file (another log driver): the same lines, resumed without duplicates", async () => {
+    const { r, streamer } = await streaming({ logFiles: false });
+    const id = await container("api", 'i=0; while [ $i -lt 30 ]; do echo "n$i"; echo "e$i" >&2; i=$((i+1)); sleep 0.05; done; sleep 60');
+    const ref = { id, serviceId, deploymentId: "dep-api" };
+    streamer.sync([ref]);
+    await r.waitForLines(10, 20_000);
+    streamer.sync([]);
+    await Bun.sleep(300);
+    streamer.sync([ref]);
+    await r.waitForLines(60, 20_000);
+    await Bun.sleep(300);
+    const of = (stream: string) => r.lines.filter((l) => l.stream === stream).map((l) => l._msg);
+    expect(of("stdout")).toEqual(Array.from({ length: 30 }, (_, i) => `n${i}`));
+    expect(of("stderr")).toEqual(Array.from({ length: 30 }, (_, i) => `e${i}`));
+    expect(r.lines[0]).toMatchObject({ deployment_id: "dep-api", service_id: serviceId, log_type: "container" });
   }, 30_000);
 
   test("the follower of a removed container stops quietly; sync drops it", async () => {

@@ -1,6 +1,15 @@
 import { describe, expect, test } from "bun:test";
+import { appendFileSync, mkdtempSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ContainerLogFollower } from "../../lib/logs/ContainerLogFollower.ts";
+import { LogPositionStore } from "../../lib/logs/LogPositionStore.ts";
+import type { LogShipper } from "../../lib/logs/LogShipper.ts";
+import { MonotonicStamps } from "../../lib/logs/logTimestamp.ts";
+import type { PodmanApi } from "../../lib/podman/PodmanApi.ts";
 import { BoundedQueue } from "../../lib/logs/BoundedQueue.ts";
 import { LibpodLogDecoder } from "../../lib/logs/LibpodLogDecoder.ts";
+import { K8sFileLogParser } from "../../lib/logs/K8sFileLogParser.ts";
 import { isRfc3339, logTimestamp, rfc3339Nano } from "../../lib/logs/logTimestamp.ts";
 
 describe("log timestamps", () => {
@@ -122,4 +131,130 @@ describe("LibpodLogDecoder", () => {
     const d = new LibpodLogDecoder();
     expect(d.push(frame(1, `${T} a\n\nb\n`)).map((e) => e.text)).toEqual(["a", "", "b"]);
   });
+});
+
+describe("K8sFileLogParser (podman's k8s-file log, read directly)", () => {
+  const T = "2026-11-25T16:32:01.123456789+00:00";
+  const MS = Date.UTC(2026, 10, 25, 16, 32, 1, 123);
+  const parse = (p: K8sFileLogParser, text: string) => {
+    const out: Array<{ stream: string; text: string; ms?: number }> = [];
+    p.parse(text, (e) => out.push(e));
+    return out;
+  };
+
+  test("full entries of stdout and stderr, with their time to the millisecond, any zone offset", () => {
+    const out = parse(new K8sFileLogParser(), `${T} stdout F out\n${T} stderr F err\n2026-11-25T17:32:02.5+01:00 stdout F later\n`);
+    expect(out).toEqual([
+      { stream: "stdout", text: "out", ms: MS },
+      { stream: "stderr", text: "err", ms: MS },
+      { stream: "stdout", text: "later", ms: MS + 1377 },
+    ]);
+  });
+
+  test("partial entries are joined per stream, keeping the first entry's time; empty lines and a TTY's \\r", () => {
+    const p = new K8sFileLogParser();
+    const first = parse(p, `${T} stdout P first half \n${T} stderr F other\n`);
+    expect(first).toEqual([{ stream: "stderr", text: "other", ms: MS }]);
+    const rest = parse(p, `2026-11-25T16:32:05.000000000+00:00 stdout F second half\r\n${T} stdout F\n${T} stdout F \n`);
+    expect(rest).toEqual([
+      { stream: "stdout", text: "first half second half", ms: MS },
+      { stream: "stdout", text: "", ms: MS },
+      { stream: "stdout", text: "", ms: MS },
+    ]);
+  });
+
+  test("a line that never ends is cut at maxLineChars; end() gives the rest; reset() forgets it", () => {
+    const p = new K8sFileLogParser(10);
+    expect(parse(p, `${T} stdout P ${"x".repeat(6)}\n${T} stdout P ${"y".repeat(6)}\n`).map((e) => e.text)).toEqual(["xxxxxxyyyyyy"]);
+    expect(parse(p, `${T} stdout P tail\n`)).toEqual([]);
+    const ended: string[] = [];
+    p.end((e) => ended.push(e.text));
+    expect(ended).toEqual(["tail"]);
+    parse(p, `${T} stdout P gone\n`);
+    p.reset();
+    expect(parse(p, `${T} stdout F new\n`).map((e) => e.text)).toEqual(["new"]);
+  });
+
+  test("UTF-8 text and spaces in the text are kept; a torn or stampless entry is skipped or has no time", () => {
+    const out = parse(new K8sFileLogParser(), `${T} stdout F héllo  wörld ✓\ngarbage\nnot-a-time stdout F text\n`);
+    expect(out).toEqual([
+      { stream: "stdout", text: "héllo  wörld ✓", ms: MS },
+      { stream: "stdout", text: "text", ms: undefined },
+    ]);
+  });
+});
+
+describe("ContainerLogFollower reading a k8s-file log (a file written by the test, Podman faked)", () => {
+  const stamp = (i: number) => new Date(Date.now() + i).toISOString().replace("Z", "000000+00:00");
+  const entry = (i: number, text: string, stream = "stdout") => `${stamp(i)} ${stream} F ${text}\n`;
+
+  function setup(file: string) {
+    const lines: Array<{ msg: string; stream: unknown }> = [];
+    let exists = true;
+    const api = {
+      call: async () => ({ status: exists ? 200 : 404, text: JSON.stringify({ HostConfig: { LogConfig: { Type: "k8s-file", Path: file } } }) }),
+      stream: async () => {
+        throw new Error("the API's logs endpoint is not used for a k8s-file log");
+      },
+    };
+    const shipper: LogShipper = {
+      push: (line) => void lines.push({ msg: line.msg, stream: line.fields.stream }),
+      flush: async () => undefined,
+      close: async () => undefined,
+      stats: () => ({ sent: 0, dropped: 0, pending: 0 }),
+    };
+    const follower = new ContainerLogFollower({
+      container: { id: "c1", serviceId: "s1" },
+      api: api as unknown as PodmanApi,
+      shipper,
+      sinceSeconds: Math.floor(Date.now() / 1000) - 60,
+      position: { linesInSecond: 0 },
+      stamps: new MonotonicStamps(),
+      store: LogPositionStore.open(),
+      reconnect: { attempts: Infinity, baseMs: 50, maxMs: 100 },
+    });
+    return { lines, follower, gone: () => (exists = false) };
+  }
+
+  test("appends, a replaced file (conmon's rotation), a truncated one, then removal: every line once, then gone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "k8s-file-"));
+    const file = join(dir, "ctr.log");
+    writeFileSync(file, entry(0, "a1") + entry(1, "a2", "stderr"));
+    const { lines, follower, gone } = setup(file);
+    try {
+      const until = async (n: number) => {
+        for (let i = 0; i < 300 && lines.length < n; i++) await Bun.sleep(10);
+        expect(lines.map((l) => l.msg)).toHaveLength(n);
+      };
+      await until(2);
+      expect(lines).toEqual([
+        { msg: "a1", stream: "stdout" },
+        { msg: "a2", stream: "stderr" },
+      ]);
+      expect(follower.state).toBe("following");
+      appendFileSync(file, `${stamp(2)} stdout P a3 first \n`);
+      await Bun.sleep(100);
+      appendFileSync(file, entry(3, "half"));
+      await until(3);
+      // Rotation: conmon writes a new file and renames it over the old one.
+      writeFileSync(`${file}.tmp`, entry(4, "b1"));
+      renameSync(`${file}.tmp`, file);
+      await until(4);
+      appendFileSync(file, entry(5, "b2"));
+      await until(5);
+      // Truncated in place: read again from its start.
+      truncateSync(file, 0);
+      await Bun.sleep(1200); // the once-a-second look notices the shorter file
+      appendFileSync(file, entry(6, "c1"));
+      await until(6);
+      expect(lines.map((l) => l.msg)).toEqual(["a1", "a2", "a3 first half", "b1", "b2", "c1"]);
+      gone();
+      rmSync(file);
+      for (let i = 0; i < 300 && follower.state !== "gone"; i++) await Bun.sleep(10);
+      expect(follower.state).toBe("gone");
+    } finally {
+      await follower.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });
