@@ -1,9 +1,11 @@
 import { Command } from "commander";
+import { checkBundlePath } from "../../lib/doctor/bundle.ts";
 import { doctorChecks } from "../../lib/doctor/doctorChecks.ts";
 import { DOCTOR_SETTING_KEYS, DoctorContext } from "../../lib/doctor/DoctorContext.ts";
 import { DoctorSession, type FixOutcome } from "../../lib/doctor/DoctorSession.ts";
 import { UsageError } from "../../lib/errors.ts";
 import { doctorReport, formatOutcome, formatResultLines, formatSummary } from "../doctor/doctorReport.ts";
+import { runDoctorBundle } from "../doctor/runDoctorBundle.ts";
 import { printJson, printResult } from "../output.ts";
 import { addSettingOptions, settingsFor } from "../settingsOptions.ts";
 
@@ -13,7 +15,9 @@ export function doctorCommand(): Command {
   const cmd = new Command("doctor")
     .option("--state <file|url>", "measure drift against this expected state (control plane format) instead of the control plane's")
     .option("--subnet-id <n>", "container subnet 10.200.N.0/24 when there is no registration (default: from the state's addresses)")
+    .option("--agent-log <file>", "where the agent's output goes, when systemd's journal does not have it (default: journalctl -u techulus-agent)")
     .option("--json", "print the results as JSON on stdout (no screen)")
+    .option("--bundle <file>", "write a .tar.gz for a bug report (check results, agent log, podman, WireGuard, proxy, DNS, config; secrets redacted); no screen, fixes only with --fix")
     .option("--fix", "apply every proposed fix without asking, then check again")
     .option("--yes", "do not ask before applying: on a terminal enter applies the selection at once; without one, same as --fix");
   addSettingOptions(cmd, SETTINGS);
@@ -23,9 +27,20 @@ export function doctorCommand(): Command {
       subnetId = Number(opts.subnetId);
       if (!Number.isInteger(subnetId) || subnetId < 0 || subnetId > 255) throw new UsageError(`--subnet-id: must be an integer 0-255 (got ${JSON.stringify(opts.subnetId)})`);
     }
+    // A bad --bundle path is refused before anything runs or is written.
+    const bundlePath = opts.bundle === undefined ? undefined : checkBundlePath(String(opts.bundle));
     const settings = settingsFor(command, SETTINGS);
-    const ctx = new DoctorContext({ settings, state: opts.state as string | undefined, subnetId });
+    const ctx = new DoctorContext({ settings, state: opts.state as string | undefined, subnetId, agentLogFile: opts.agentLog as string | undefined });
     const session = new DoctorSession(doctorChecks, ctx);
+    if (bundlePath !== undefined) {
+      try {
+        await runDoctorBundle(session, ctx, { path: bundlePath, json: Boolean(opts.json), fix: Boolean(opts.fix), applyAll });
+      } finally {
+        await session.close();
+      }
+      process.exitCode = session.exitCode();
+      return;
+    }
     const interactive = !opts.json && Boolean(process.stdout.isTTY) && Boolean(process.stdin.isTTY);
     const fix = Boolean(opts.fix) || (!interactive && Boolean(opts.yes));
     try {

@@ -5,6 +5,7 @@ import type { DnsDriver, ProxyDriver } from "../drivers.ts";
 import { logger } from "../logger.ts";
 import { findOrStartPodmanSocket, type PodmanSocket } from "../podman/PodmanSocket.ts";
 import { PodmanRuntime } from "../podman/PodmanRuntime.ts";
+import type { CaddyDriverOptions } from "../proxy/CaddyDriver.ts";
 import { selectProxyDriver } from "../proxy/selectProxyDriver.ts";
 import type { Drivers } from "../reconcile/Drivers.ts";
 import type { ExpectedState } from "../state/types.ts";
@@ -62,17 +63,10 @@ export interface NodeDriversOptions {
  */
 export async function createNodeDrivers(options: NodeDriversOptions): Promise<NodeDrivers> {
   const { settings, dataDir, identity, subnetId } = options;
-  const gateway = `10.200.${subnetId}.1`;
-  let dns: DnsDriver | undefined;
-  let dnsmasq: DnsmasqDriver | undefined;
-  let dnsServers: string[] | undefined;
-  if (settings.dnsPort !== 0) {
-    const listenAddresses = identity ? dnsListenAddresses(identity.wireguardIp) : ["127.0.0.1", gateway];
-    // Not inside the data dir: dnsmasq drops to nobody and could not read the private data dir.
-    dnsmasq = new DnsmasqDriver({ listenAddresses, port: settings.dnsPort, runDir: settings.dnsRunDir });
-    dns = dnsmasq;
-    dnsServers = identity ? containerDnsServers(identity.wireguardIp) : [gateway];
-  }
+  const nodeDns = nodeDnsmasq(settings, identity, subnetId);
+  const dnsmasq = nodeDns?.dnsmasq;
+  const dns: DnsDriver | undefined = dnsmasq;
+  const dnsServers = nodeDns?.dnsServers;
   const podman = await findOrStartPodmanSocket({ dataDir: dataDir.root });
   const runtime = new PodmanRuntime({
     socketPath: podman.socketPath,
@@ -81,28 +75,11 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
     insecureRegistries: settings.insecureRegistries ?? [],
     dnsServers,
   });
-  let wireguard: WgDriver | undefined;
-  let wireguardOff: string | undefined;
-  if (settings.wireguard === "off") wireguardOff = "--wireguard off leaves WireGuard alone";
-  else if (!identity) wireguardOff = "this node is not registered, and the mesh needs the address registration gives (agent run --url … --token …)";
-  else {
-    wireguard = new WgDriver({
-      interfaceName: settings.wireguardInterface,
-      address: `${identity.wireguardIp}/16`,
-      listenPort: settings.wireguardPort,
-      privateKeyFile: dataDir.wireguardKeyFile,
-      stateDir: join(dataDir.stateDir, "wireguard"),
-    });
-  }
+  const { wireguard, wireguardOff } = nodeWireGuard(settings, dataDir, identity);
   let proxy: ProxyDriver | undefined;
   if (settings.proxy) {
     try {
-      proxy = await selectProxyDriver({
-        driver: settings.proxyDriver ?? "auto",
-        caddyAdminUrl: settings.caddyAdminUrl,
-        traefikDynamicDir: settings.traefikDynamicDir,
-        caddy: settings.accessLog ? { accessLogFile: settings.accessLog } : {},
-      });
+      proxy = await nodeProxyDriver(settings);
     } catch (err) {
       // Nothing else will close what was opened above.
       await runtime.close();
@@ -126,6 +103,41 @@ export async function createNodeDrivers(options: NodeDriversOptions): Promise<No
       await podman.release();
     },
   };
+}
+
+/** The node's dnsmasq and the DNS servers its containers get; undefined with --dns-port 0. */
+export function nodeDnsmasq(settings: NodeSettings, identity: Identity | undefined, subnetId: number): { dnsmasq: DnsmasqDriver; dnsServers: string[] } | undefined {
+  if (settings.dnsPort === 0) return undefined;
+  const gateway = `10.200.${subnetId}.1`;
+  const listenAddresses = identity ? dnsListenAddresses(identity.wireguardIp) : ["127.0.0.1", gateway];
+  // Not inside the data dir: dnsmasq drops to nobody and could not read the private data dir.
+  const dnsmasq = new DnsmasqDriver({ listenAddresses, port: settings.dnsPort, runDir: settings.dnsRunDir });
+  return { dnsmasq, dnsServers: identity ? containerDnsServers(identity.wireguardIp) : [gateway] };
+}
+
+/** The node's mesh interface driver, or why it has none (--wireguard off, not registered). */
+export function nodeWireGuard(settings: NodeSettings, dataDir: DataDir, identity: Identity | undefined): { wireguard?: WgDriver; wireguardOff?: string } {
+  if (settings.wireguard === "off") return { wireguardOff: "--wireguard off leaves WireGuard alone" };
+  if (!identity) return { wireguardOff: "this node is not registered, and the mesh needs the address registration gives (agent run --url … --token …)" };
+  return {
+    wireguard: new WgDriver({
+      interfaceName: settings.wireguardInterface,
+      address: `${identity.wireguardIp}/16`,
+      listenPort: settings.wireguardPort,
+      privateKeyFile: dataDir.wireguardKeyFile,
+      stateDir: join(dataDir.stateDir, "wireguard"),
+    }),
+  };
+}
+
+/** The proxy driver of a proxy node, as --proxy-driver selects it; `caddy` adds driver options (a shorter timeout). */
+export function nodeProxyDriver(settings: NodeSettings, caddy: CaddyDriverOptions = {}): Promise<ProxyDriver> {
+  return selectProxyDriver({
+    driver: settings.proxyDriver ?? "auto",
+    caddyAdminUrl: settings.caddyAdminUrl,
+    traefikDynamicDir: settings.traefikDynamicDir,
+    caddy: { ...(settings.accessLog ? { accessLogFile: settings.accessLog } : {}), ...caddy },
+  });
 }
 
 /** What of the expected state this node skips, and why (`2 WireGuard peers of the expected state: …`); undefined when nothing is. */

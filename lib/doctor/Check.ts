@@ -33,6 +33,12 @@ export interface CheckResult {
 export interface Check<Ctx = unknown> {
   id: string;
   title: string;
+  /**
+   * Start only once every check listed before this one has finished (checks otherwise run
+   * several at once). For a check that starts something the earlier ones must not see yet,
+   * such as the node's drivers and with them the agent's own podman service.
+   */
+  waitForEarlier?: boolean;
   run(ctx: Ctx): Promise<CheckResult>;
 }
 

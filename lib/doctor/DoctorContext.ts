@@ -11,6 +11,7 @@ import { loadStateFile, parseExpectedState, type NormalizeOptions } from "../rec
 import { registerSecret } from "../redact.ts";
 import { inferSubnetId } from "../state/nodeRules.ts";
 import type { ExpectedState } from "../state/types.ts";
+import { recentAgentLog, type AgentLog } from "./agentLog.ts";
 import { probeControlPlane, type ControlPlaneProbe } from "./probeControlPlane.ts";
 
 /** The settings `agent doctor` takes: the control-plane ones and everything that shapes the node's drivers. */
@@ -45,6 +46,8 @@ export interface DoctorContextOptions {
   /** `--state FILE|URL`: the expected state drift is measured against, instead of the control plane. */
   state?: string;
   subnetId?: number;
+  /** `--agent-log FILE`: the agent's output when systemd's journal does not have it. */
+  agentLogFile?: string;
   env?: Record<string, string | undefined>;
   paths?: Partial<HostPaths>;
   isRoot?: () => boolean;
@@ -71,6 +74,7 @@ export class DoctorContext {
   readonly dataDir: DataDir;
   readonly stateLocation?: string;
   readonly subnetIdOverride?: number;
+  readonly agentLogFile?: string;
   readonly env: Record<string, string | undefined>;
   readonly paths: HostPaths;
   private readonly isRootFn: () => boolean;
@@ -84,6 +88,7 @@ export class DoctorContext {
     this.dataDir = DataDir.open(options.settings.dataDir!, () => {});
     this.stateLocation = options.state;
     this.subnetIdOverride = options.subnetId;
+    this.agentLogFile = options.agentLogFile;
     this.env = options.env ?? process.env;
     this.paths = { ...DEFAULT_HOST_PATHS, ...options.paths };
     this.isRootFn = options.isRoot ?? (() => process.getuid?.() === 0);
@@ -216,6 +221,11 @@ export class DoctorContext {
       this.nodes.set(subnetId, node);
     }
     return node;
+  }
+
+  /** The agent's own recent log lines (journal of its unit, or --agent-log FILE). */
+  agentLog(maxLines = 200): Promise<AgentLog> {
+    return this.memo(`agentLog:${maxLines}`, () => recentAgentLog({ file: this.agentLogFile, systemdRunDir: this.paths.systemdRunDir, which: (p) => this.which(p), maxLines }));
   }
 
   lockHolder(): LockHolder {

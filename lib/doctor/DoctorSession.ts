@@ -36,19 +36,37 @@ export interface FixOutcome {
 
 export type Summary = Record<CheckStatus, number>;
 
+/** How many checks run at once by default: enough to overlap slow probes (network, podman), few enough not to crowd a small server. */
+export const DEFAULT_CONCURRENCY = 5;
+
+export interface DoctorSessionOptions {
+  /** At most this many checks run at the same time (1: one after another). */
+  concurrency?: number;
+}
+
 /**
- * Runs checks one after another and applies fixes, re-checking what each fix touched. It holds
+ * Runs checks, several at once, and applies fixes, re-checking what each fix touched. It holds
  * no rendering: the ink screen and the plain-text and JSON outputs all read its snapshots.
+ *
+ * Checks start in list order, at most `concurrency` at a time; each entry turns done as its
+ * check finishes, in whatever order they finish. Shared facts are worked out once however many
+ * checks ask at the same moment: DoctorContext keeps the promise, not the value. A check marked
+ * `waitForEarlier` starts only when every check before it has finished (and, since checks start
+ * in order, so does everything after it).
  */
 export class DoctorSession {
   private snap: SessionSnapshot;
   private readonly listeners = new Set<() => void>();
+  readonly concurrency: number;
+  private running?: Promise<CheckResult[]>;
 
   constructor(
     readonly checks: readonly Check<DoctorContext>[],
     readonly ctx: DoctorContext,
+    options: DoctorSessionOptions = {},
   ) {
-    this.snap = { entries: checks.map((c) => ({ id: c.id, title: c.title, state: "pending" })), phase: "idle" };
+    this.concurrency = Math.max(1, Math.floor(options.concurrency ?? DEFAULT_CONCURRENCY));
+    this.snap = { entries: pendingEntries(checks), phase: "idle" };
   }
 
   snapshot = (): SessionSnapshot => this.snap;
@@ -71,16 +89,68 @@ export class DoctorSession {
     this.update((s) => ({ ...s, phase }));
   }
 
-  /** Runs every check in order; `onResult` sees each result as it completes. */
-  async runAll(onResult?: (result: CheckResult) => void): Promise<CheckResult[]> {
-    this.setPhase("checking");
+  /**
+   * Runs every check (several at once) and resolves with the results in check order.
+   * `onResult` sees each result in check order too: a result is handed over once every check
+   * before it has finished, so printed output reads the same however the checks interleave.
+   * Called while a round is running, it returns that round.
+   */
+  runAll(onResult?: (result: CheckResult) => void): Promise<CheckResult[]> {
+    if (this.running) return this.running;
+    if (this.snap.phase === "fixing") return Promise.reject(new AgentError("fixes are being applied; run the checks again when they are done"));
+    const round = this.round(onResult).finally(() => {
+      this.running = undefined;
+    });
+    this.running = round;
+    return round;
+  }
+
+  /** Forgets every result (and what the context found) and runs all checks again. */
+  rerun(onResult?: (result: CheckResult) => void): Promise<CheckResult[]> {
+    return this.runAll(onResult);
+  }
+
+  private async round(onResult?: (result: CheckResult) => void): Promise<CheckResult[]> {
+    this.update(() => ({ entries: pendingEntries(this.checks), phase: "checking" }));
     this.ctx.refresh();
-    for (const check of this.checks) {
-      const result = await this.runOne(check);
-      onResult?.(result);
-    }
-    this.setPhase("ready");
-    return this.results();
+    const results: Array<CheckResult | undefined> = this.checks.map(() => undefined);
+    let reported = 0;
+    const report = () => {
+      while (reported < results.length && results[reported] !== undefined) {
+        const result = results[reported]!;
+        reported++;
+        onResult?.(result);
+      }
+    };
+    let next = 0;
+    let active = 0;
+    let failure: { error: unknown } | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const pump = () => {
+        if (failure) return active === 0 ? reject(failure.error) : undefined;
+        if (next === this.checks.length && active === 0) return resolve();
+        while (next < this.checks.length && active < this.concurrency) {
+          const check = this.checks[next]!;
+          // Everything before it must be done (reported counts the done prefix).
+          if (check.waitForEarlier && reported < next) break;
+          const index = next++;
+          active++;
+          void this.runOne(check).then((result) => {
+            active--;
+            results[index] = result;
+            try {
+              report();
+            } catch (error) {
+              // onResult failed (stdout closed, say): start nothing more and hand its error back.
+              failure ??= { error };
+            }
+            pump();
+          });
+        }
+      };
+      pump();
+    }).finally(() => this.setPhase("ready"));
+    return results as CheckResult[];
   }
 
   private async runOne(check: Check<DoctorContext>): Promise<CheckResult> {
@@ -105,6 +175,7 @@ export class DoctorSession {
 
   /** Applies the fix of each check in order, re-running that check after it. */
   async applyFixes(checkIds: readonly string[], onOutcome?: (outcome: FixOutcome) => void): Promise<FixOutcome[]> {
+    if (this.running) await this.running.catch(() => {});
     this.setPhase("fixing");
     const outcomes: FixOutcome[] = [];
     try {
@@ -169,4 +240,8 @@ async function runFix(fix: Fix): Promise<void> {
     return;
   }
   throw new AgentError(`this one is for a person to do: ${fix.description}`);
+}
+
+function pendingEntries(checks: readonly Check<DoctorContext>[]): CheckEntry[] {
+  return checks.map((c) => ({ id: c.id, title: c.title, state: "pending" }));
 }

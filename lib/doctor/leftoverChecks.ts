@@ -64,13 +64,17 @@ function leftoverCheck(spec: LeftoverCheckSpec): Check<DoctorContext> {
 
 /** What cut-short Podman operations left behind (lib/podman/leftovers): the agent repairs a–c by itself; d is for a person. */
 export const leftoverChecks: Check<DoctorContext>[] = [
-  leftoverCheck({
-    id: "podman.stray-conmon",
-    title: "no conmon left running without its container",
-    kind: "stray-conmon",
-    none: "every conmon of this Podman belongs to a container it knows",
-    status: (found) => (found.some((l) => l.kind === "stray-conmon" && l.needed.length > 0) ? "fail" : "warn"),
-  }),
+  {
+    ...leftoverCheck({
+      id: "podman.stray-conmon",
+      title: "no conmon left running without its container",
+      kind: "stray-conmon",
+      none: "every conmon of this Podman belongs to a container it knows",
+      status: (found) => (found.some((l) => l.kind === "stray-conmon" && l.needed.length > 0) ? "fail" : "warn"),
+    }),
+    // The first to start the node's drivers (and maybe the agent's own podman service): the host checks before it must not see that service yet.
+    waitForEarlier: true,
+  },
   leftoverCheck({
     id: "podman.stuck-containers",
     title: "no managed container stuck stopping or removing",

@@ -214,6 +214,50 @@ describe.skipIf(insideContainer)("install.sh on a fresh Debian 12 with systemd",
     expect((await registrations()).registrations).toBe(1);
   }, 180_000);
 
+  test("agent doctor: service.unit finds the unit's settings undone and its fix restores them without a restart; service.log reads the unit's journal", async () => {
+    const dropIns = `/etc/systemd/system/${UNIT}.service.d`;
+    const doctor = async (args: string) => {
+      const res = await sh(`agent doctor --json ${args}`, { allowFailure: true, timeoutMs: 300_000 });
+      try {
+        return JSON.parse(res.stdout) as { checks: Array<{ id: string; status: string; detail: string; fix?: { automatic: boolean; description: string } }>; fixes?: Array<{ checkId: string; applied: boolean; error?: string; statusAfter?: string }> };
+      } catch {
+        throw new Error(`agent doctor ${args} printed no JSON (exit ${res.exitCode}):\n${res.stdout}\n${res.stderr}`);
+      }
+    };
+    const check = (report: Awaited<ReturnType<typeof doctor>>, id: string) => report.checks.find((c) => c.id === id)!;
+    try {
+      // What a hand edit (systemctl edit) can do: containers die with the agent, no restart, no start at boot.
+      await sh(`mkdir -p ${dropIns} && printf '[Service]\\nKillMode=control-group\\nRestart=no\\n' > ${dropIns}/05-hand-edit.conf && systemctl daemon-reload && systemctl disable ${UNIT}`);
+      expect(await out(`systemctl show -p KillMode --value ${UNIT}`)).toBe("control-group");
+      const mainPid = await out(`systemctl show -p MainPID --value ${UNIT}`);
+
+      const before = await doctor("");
+      const unit = check(before, "service.unit");
+      expect(unit.status).toBe("fail");
+      expect(unit.detail).toContain("KillMode=control-group: stopping or restarting the agent kills conmon and with it every container");
+      expect(unit.detail).toContain("Restart=no");
+      expect(unit.detail).toContain("UnitFileState=disabled");
+      expect(unit.detail).toContain(`${dropIns}/05-hand-edit.conf`);
+      expect(unit.fix).toMatchObject({ automatic: true });
+      const log = check(before, "service.log");
+      expect(["ok", "warn"]).toContain(log.status);
+      expect(log.detail).toMatch(/in the last \d+ lines? of journalctl -u techulus-agent\.service/);
+
+      const fixed = await doctor("--fix");
+      expect(fixed.fixes?.find((f) => f.checkId === "service.unit")).toMatchObject({ applied: true, statusAfter: "ok" });
+      expect(check(fixed, "service.unit").detail).toStartWith("KillMode=process, Restart=always, enabled");
+      expect(await out(`systemctl show -p KillMode --value ${UNIT}`)).toBe("process");
+      expect(await out(`systemctl show -p Restart --value ${UNIT}`)).toBe("always");
+      expect(await out(`systemctl is-enabled ${UNIT}`)).toBe("enabled");
+      expect(await out(`cat ${dropIns}/10-doctor.conf`)).toContain("KillMode=process\nRestart=always");
+      // Applied by daemon-reload alone: the agent was not restarted.
+      expect(await out(`systemctl show -p MainPID --value ${UNIT}`)).toBe(mainPid);
+      expect(await out(`systemctl is-active ${UNIT}`)).toBe("active");
+    } finally {
+      await sh(`rm -rf ${dropIns} && systemctl daemon-reload && systemctl enable ${UNIT}`, { allowFailure: true });
+    }
+  }, 660_000);
+
   test("bad input is refused with exit 2 and changes nothing", async () => {
     await sh(`curl -fsSL ${services.files}/install.sh -o /root/install.sh`);
     const before = await fingerprint();

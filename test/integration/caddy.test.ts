@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentError, InvalidInputError } from "../../lib/errors.ts";
-import { spawn } from "../../lib/exec.ts";
 import { request } from "../../lib/http/undici.ts";
 import { CaddyDriver } from "../../lib/proxy/CaddyDriver.ts";
 import { selectProxyDriver } from "../../lib/proxy/selectProxyDriver.ts";
 import type { Route } from "../../lib/state/types.ts";
 import { freePort, waitFor } from "../support/podman.ts";
+import { startCaddy, stopCaddy, type RunningCaddy } from "../support/caddy.ts";
 import { selfSignedCertificate } from "../support/selfSignedCert.ts";
 
 // A real `caddy run` with its admin API and one HTTP server on loopback ports of this run. The
@@ -17,7 +17,7 @@ const dir = mkdtempSync(join(tmpdir(), "caddy-test-"));
 const accessLog = join(dir, "access.log");
 let adminPort: number;
 let httpPort: number;
-let caddy: { child: Child } | undefined;
+let caddy: RunningCaddy | undefined;
 let driver: CaddyDriver;
 const backends: Array<ReturnType<typeof Bun.serve>> = [];
 
@@ -35,25 +35,6 @@ function caddyConfig(): unknown {
       },
     },
   };
-}
-
-type Child = ReturnType<typeof spawn>;
-
-/** Resolves to a box: an execa child is a thenable, and returning it from an async function would wait for its exit. */
-async function startCaddy(config: unknown, admin: number): Promise<{ child: Child }> {
-  const file = join(dir, `caddy-${admin}.json`);
-  writeFileSync(file, JSON.stringify(config));
-  const child = spawn("caddy", ["run", "--config", file]);
-  child.catch(() => undefined);
-  await waitFor(() => new CaddyDriver({ adminUrl: `http://127.0.0.1:${admin}` }).reachable(), 15_000, `caddy admin API on ${admin}`);
-  return { child };
-}
-
-async function stopCaddy(caddy: { child: Child } | undefined): Promise<void> {
-  if (!caddy) return;
-  const { child } = caddy;
-  child.kill("SIGTERM");
-  await Promise.race([child.catch(() => undefined), Bun.sleep(5000)]);
 }
 
 /**
@@ -90,7 +71,7 @@ let upstreamB: string;
 beforeAll(async () => {
   adminPort = await freePort();
   httpPort = await freePort();
-  caddy = await startCaddy(caddyConfig(), adminPort);
+  caddy = await startCaddy(dir, caddyConfig(), adminPort);
   driver = new CaddyDriver({ adminUrl: `http://127.0.0.1:${adminPort}` });
   upstreamA = backend("backend-a");
   upstreamB = backend("backend-b");
@@ -156,7 +137,7 @@ describe("Caddy driver against a real Caddy", () => {
     const routes: Route[] = [{ id: "r1", domain: "app.test", upstreams: [upstreamA], serviceId: "svc-1" }];
     await driver.apply(routes, []);
     await stopCaddy(caddy);
-    caddy = await startCaddy(caddyConfig(), adminPort);
+    caddy = await startCaddy(dir, caddyConfig(), adminPort);
     expect((await driver.observe()).routes).toEqual([]);
     await driver.apply(routes, []);
     expect((await driver.observe()).routes).toEqual(routes);
@@ -252,12 +233,12 @@ describe("Caddy driver against a real Caddy", () => {
 describe("Caddy driver when the server does not exist yet", () => {
   let admin: number;
   let port: number;
-  let bare: { child: Child } | undefined;
+  let bare: RunningCaddy | undefined;
 
   beforeAll(async () => {
     admin = await freePort();
     port = await freePort();
-    bare = await startCaddy({ admin: { listen: `127.0.0.1:${admin}` } }, admin);
+    bare = await startCaddy(dir, { admin: { listen: `127.0.0.1:${admin}` } }, admin);
   }, 30_000);
   afterAll(() => stopCaddy(bare));
 
@@ -290,13 +271,13 @@ describe("Caddy driver when the server does not exist yet", () => {
 describe("Caddy driver when the server exists without routes", () => {
   let admin: number;
   let port: number;
-  let noRoutes: { child: Child } | undefined;
+  let noRoutes: RunningCaddy | undefined;
 
   beforeAll(async () => {
     admin = await freePort();
     port = await freePort();
     // A server with a listen address and nothing else, as a minimal JSON config has it: GET …/routes answers null.
-    noRoutes = await startCaddy({ admin: { listen: `127.0.0.1:${admin}` }, apps: { http: { servers: { srv0: { listen: [`127.0.0.1:${port}`], automatic_https: { disable: true } } } } } }, admin);
+    noRoutes = await startCaddy(dir, { admin: { listen: `127.0.0.1:${admin}` }, apps: { http: { servers: { srv0: { listen: [`127.0.0.1:${port}`], automatic_https: { disable: true } } } } } }, admin);
   }, 30_000);
   afterAll(() => stopCaddy(noRoutes));
 
@@ -313,14 +294,14 @@ describe("Caddy driver when the server exists without routes", () => {
 describe("Caddy driver beside an operator's catch-all route", () => {
   let admin: number;
   let port: number;
-  let stock: { child: Child } | undefined;
+  let stock: RunningCaddy | undefined;
 
   beforeAll(async () => {
     admin = await freePort();
     port = await freePort();
     // What Debian's and Ubuntu's caddy package runs (its Caddyfile: `:80 { file_server }`): one route, no matcher.
     const catchAll = { handle: [{ handler: "static_response", body: "stock caddy page" }] };
-    stock = await startCaddy({ admin: { listen: `127.0.0.1:${admin}` }, apps: { http: { servers: { srv0: { listen: [`127.0.0.1:${port}`], automatic_https: { disable: true }, routes: [catchAll] } } } } }, admin);
+    stock = await startCaddy(dir, { admin: { listen: `127.0.0.1:${admin}` }, apps: { http: { servers: { srv0: { listen: [`127.0.0.1:${port}`], automatic_https: { disable: true }, routes: [catchAll] } } } } }, admin);
   }, 30_000);
   afterAll(() => stopCaddy(stock));
 

@@ -58,7 +58,7 @@ interface Report {
 }
 
 async function doctor(args: string[]): Promise<{ exitCode: number; report: Report; stderr: string }> {
-  const res = await runAgentCli(["doctor", "--json", "--dns-port", "0", "--wireguard-interface", wgInterface, ...args], { env: iso.env, timeoutMs: 120_000 });
+  const res = await runAgentCli(["doctor", "--json", "--dns-port", "0", "--wireguard", "off", "--wireguard-interface", wgInterface, ...args], { env: iso.env, timeoutMs: 120_000 });
   let report: Report;
   try {
     report = JSON.parse(res.stdout);
