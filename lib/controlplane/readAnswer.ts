@@ -1,5 +1,4 @@
-import { BodyTooLargeError, discardBody, discardResponse, isTimeoutError, readBodyText, readResponseText } from "../http/readBody.ts";
-import type { Dispatcher } from "../http/undici.ts";
+import { BodyTooLargeError, discardResponse, isTimeoutError, readResponseText } from "../http/readBody.ts";
 
 /**
  * Reading a control-plane answer, and how the agent words one it cannot use — shared by the
@@ -21,25 +20,9 @@ export class UnusableAnswer extends Error {
 }
 
 /**
- * The body of `res`, the answer to a request for `url`. A redirect (never followed), a body over
- * MAX_ANSWER_BYTES and one that does not arrive within `timeoutMs` are UnusableAnswer errors.
+ * The body of `res` (Bun's fetch), the answer to a request for `url`. A redirect (never followed),
+ * a body over MAX_ANSWER_BYTES and one that does not arrive within `timeoutMs` are UnusableAnswer errors.
  */
-export async function readAnswer(res: Dispatcher.ResponseData, url: URL, timeoutMs: number): Promise<string> {
-  if (res.statusCode >= 300 && res.statusCode < 400) {
-    discardBody(res);
-    throw new UnusableAnswer(redirectText(res.statusCode, res.headers.location, url), false);
-  }
-  try {
-    return await readBodyText(res, MAX_ANSWER_BYTES);
-  } catch (err) {
-    if (err instanceof BodyTooLargeError) {
-      throw new UnusableAnswer(`answered ${res.statusCode} with a body over the size limit of ${err.limitBytes / (1024 * 1024)} MiB`, false);
-    }
-    throw new UnusableAnswer(isTimeoutError(err) ? timeoutText(timeoutMs, "reading") : `failed while reading the answer: ${networkReason(err)}`, true);
-  }
-}
-
-/** readAnswer for an answer of Bun's fetch (the control-plane client's). */
 export async function readFetchAnswer(res: Response, url: URL, timeoutMs: number): Promise<string> {
   if (res.status >= 300 && res.status < 400) {
     discardResponse(res);

@@ -1,8 +1,7 @@
 import { signatureHeaders, type SigningMode } from "../controlplane/signing.ts";
 import type { SigningKey } from "../crypto/signingKey.ts";
 import { ErrorBody } from "../controlplane/schemas.ts";
-import { Agent, request } from "../http/undici.ts";
-import { noAnswerText, readAnswer } from "../controlplane/readAnswer.ts";
+import { noAnswerText, readFetchAnswer } from "../controlplane/readAnswer.ts";
 import { errorMessage } from "../errors.ts";
 
 export const EXPECTED_STATE_PATH = "api/v1/agent/expected-state";
@@ -41,49 +40,38 @@ export interface ProbeOptions {
 export async function probeControlPlane(options: ProbeOptions): Promise<ControlPlaneProbe> {
   const now = options.now ?? Date.now;
   const url = new URL(EXPECTED_STATE_PATH, options.baseUrl.replace(/\/+$/, "") + "/");
-  const dispatcher = new Agent({ connect: { timeout: options.timeoutMs } });
   const sentAt = now();
   const headers = { accept: "application/json", ...signatureHeaders(options.signingKey, options.serverId, options.signing, "GET", url.pathname + url.search, "", sentAt) };
+  let res: Response;
   try {
-    let res;
-    try {
-      res = await request(url, {
-        method: "GET",
-        headers,
-        dispatcher,
-        headersTimeout: options.timeoutMs,
-        bodyTimeout: options.timeoutMs,
-        signal: AbortSignal.timeout(options.timeoutMs),
-      });
-    } catch (err) {
-      return { url: url.href, durationMs: now() - sentAt, networkError: noAnswerText(err, options.timeoutMs) };
-    }
-    const answeredAt = now();
-    const probe: ControlPlaneProbe = { url: url.href, durationMs: answeredAt - sentAt, status: res.statusCode };
-    const date = res.headers.date;
-    const serverTime = typeof date === "string" ? Date.parse(date) : Number.NaN;
-    // The header is truncated to the second: +500 ms is the middle of the second it names.
-    if (Number.isFinite(serverTime)) probe.skewMs = Math.round(serverTime + 500 - (sentAt + answeredAt) / 2);
-    let text: string;
-    try {
-      text = await readAnswer(res, url, options.timeoutMs);
-    } catch (err) {
-      probe.bodyError = errorMessage(err);
-      return probe;
-    }
-    if (res.statusCode >= 400) {
-      probe.serverError = errorText(text);
-    } else {
-      try {
-        probe.json = JSON.parse(text);
-      } catch {
-        probe.bodyError = "the answer is not JSON";
-      }
-    }
-    return probe;
-  } finally {
-    await dispatcher.close().catch(() => {});
+    // The same request as the agent's client: one deadline for the whole answer, redirects reported, not followed.
+    res = await fetch(url, { method: "GET", headers, redirect: "manual", signal: AbortSignal.timeout(options.timeoutMs) });
+  } catch (err) {
+    return { url: url.href, durationMs: now() - sentAt, networkError: noAnswerText(err, options.timeoutMs) };
   }
+  const answeredAt = now();
+  const probe: ControlPlaneProbe = { url: url.href, durationMs: answeredAt - sentAt, status: res.status };
+  const date = res.headers.get("date");
+  const serverTime = date ? Date.parse(date) : Number.NaN;
+  // The header is truncated to the second: +500 ms is the middle of the second it names.
+  if (Number.isFinite(serverTime)) probe.skewMs = Math.round(serverTime + 500 - (sentAt + answeredAt) / 2);
+  let text: string;
+  try {
+    text = await readFetchAnswer(res, url, options.timeoutMs);
+  } catch (err) {
+    probe.bodyError = errorMessage(err);
+    return probe;
+  }
+  if (res.status >= 400) {
+    probe.serverError = errorText(text);
+  } else {
+    try {
+      probe.json = JSON.parse(text);
+    } catch {
+      probe.bodyError = "the answer is not JSON";
+    }
+  }
+  return probe;
 }
 
 function errorText(text: string): string | undefined {

@@ -1,5 +1,3 @@
-import type { Dispatcher } from "./undici.ts";
-
 /** An answer body larger than the reader accepts; nothing past the limit was read. */
 export class BodyTooLargeError extends Error {
   constructor(readonly limitBytes: number) {
@@ -9,30 +7,10 @@ export class BodyTooLargeError extends Error {
 }
 
 /**
- * Reads an answer body as UTF-8 text, at most `limitBytes` of it: a larger body (by its
- * Content-Length, or once that many bytes arrived) is abandoned with a BodyTooLargeError, so a
+ * Reads an answer body (Bun's fetch) as UTF-8 text, at most `limitBytes` of it: a larger body (by
+ * its Content-Length, or once that many bytes arrived) is abandoned with a BodyTooLargeError, so a
  * huge or endless answer never fills memory.
  */
-export async function readBodyText(res: Dispatcher.ResponseData, limitBytes: number): Promise<string> {
-  const declared = Number(res.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limitBytes) {
-    discardBody(res);
-    throw new BodyTooLargeError(limitBytes);
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limitBytes) {
-      discardBody(res);
-      throw new BodyTooLargeError(limitBytes);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
-
-/** readBodyText for an answer of Bun's fetch. */
 export async function readResponseText(res: Response, limitBytes: number): Promise<string> {
   const declared = Number(res.headers.get("content-length") ?? undefined);
   if (Number.isFinite(declared) && declared > limitBytes) {
@@ -59,13 +37,6 @@ export async function readResponseText(res: Response, limitBytes: number): Promi
 /** Drops the body of an answer of Bun's fetch without reading it. */
 export function discardResponse(res: Response): void {
   res.body?.cancel().catch(() => {});
-}
-
-/** Drops an answer's body without reading it (its connection is closed). */
-export function discardBody(res: Dispatcher.ResponseData): void {
-  // Destroying emits an abort error that nobody else is listening for.
-  res.body.on("error", () => {});
-  res.body.destroy();
 }
 
 const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);

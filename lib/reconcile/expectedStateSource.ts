@@ -5,7 +5,7 @@ import type { DataDir } from "../datadir/DataDir.ts";
 import { AgentError, InvalidInputError, errorMessage } from "../errors.ts";
 import { parseFlagJson, readFlagFile } from "../fs/readFlagFile.ts";
 import { MAX_ANSWER_BYTES } from "../controlplane/readAnswer.ts";
-import { BodyTooLargeError, discardBody, readBodyText } from "../http/readBody.ts";
+import { BodyTooLargeError, discardResponse, readResponseText } from "../http/readBody.ts";
 import { logger } from "../logger.ts";
 import { normalizeExpectedState } from "../state/normalizeExpectedState.ts";
 import type { NodeRules } from "../state/nodeRules.ts";
@@ -13,6 +13,8 @@ import type { ExpectedState } from "../state/types.ts";
 
 const log = logger("state");
 const LAST_GOOD_FILE = "expected-state.json";
+/** A --state URL must answer in full within this long. */
+const STATE_URL_TIMEOUT_MS = 15_000;
 
 export interface NormalizeOptions {
   isProxy: boolean;
@@ -91,15 +93,13 @@ export async function loadStateFile(location: string, options: NormalizeOptions)
   let text: string;
   if (/^https?:\/\//.test(location)) {
     try {
-      // undici only for a URL: a --state file run never loads it.
-      const { request } = await import("../http/undici.ts");
-      const res = await request(location, { method: "GET", headersTimeout: 15_000, bodyTimeout: 15_000 });
-      if (res.statusCode >= 300) {
-        discardBody(res);
-        const to = res.headers.location;
-        throw new AgentError(`GET ${location} answered ${res.statusCode}${to ? ` (a redirect to ${String(to)}, not followed)` : ""}`);
+      const res = await fetch(location, { redirect: "manual", signal: AbortSignal.timeout(STATE_URL_TIMEOUT_MS) });
+      if (res.status >= 300) {
+        discardResponse(res);
+        const to = res.headers.get("location");
+        throw new AgentError(`GET ${location} answered ${res.status}${to ? ` (a redirect to ${to}, not followed)` : ""}`);
       }
-      text = await readBodyText(res, MAX_ANSWER_BYTES);
+      text = await readResponseText(res, MAX_ANSWER_BYTES);
     } catch (err) {
       if (err instanceof AgentError) throw err;
       if (err instanceof BodyTooLargeError) throw new InvalidInputError(`--state ${location}: the answer is over the size limit of ${MAX_ANSWER_BYTES / (1024 * 1024)} MiB`);
