@@ -8,9 +8,10 @@ set -euo pipefail
 # its runtime, network backend and containers.conf, dnsmasq, WireGuard, git); here only what the
 # development and the tests add: Caddy (tests start their own), the full dnsmasq and dig, wireguard-go
 # (tests use it even where the kernel has WireGuard), netavark beside CNI (tests run the agent on both
-# backends), a registry, buildah, skopeo, busybox for test images, shellcheck, GNU time (benchmarks).
+# backends), a registry, buildah, skopeo, busybox for test images, shellcheck, GNU time (benchmarks),
+# tmux (the doctor screen's terminal tests).
 EXTRA_PACKAGES=(caddy dnsmasq dnsutils wireguard-go docker-registry buildah skopeo busybox-static iputils-ping openssl
-                containernetworking-plugins netavark aardvark-dns shellcheck debootstrap time)
+                containernetworking-plugins netavark aardvark-dns shellcheck debootstrap time tmux)
 TEST_IMAGE=localhost/busybox:test
 # A web server image for the example and the reconcile tests (expected state carries no command).
 # sh traps SIGTERM so `podman stop` is immediate (httpd as PID 1 ignores it).
