@@ -508,6 +508,37 @@ do_uninstall() {
   done
 }
 
+# Caddy's live config without the agent's routes, certificates (@id "techulus-…") and access
+# logger; everything of the operator's stays.
+CADDY_WITHOUT_AGENT='walk(if type == "array" then map(select(type != "object" or ((."@id" // "") | tostring | startswith("techulus-") | not))) else . end)
+  | if .apps.http.servers then .apps.http.servers |= map_values(if .logs.logger_names then .logs.logger_names |= with_entries(select(.value != "techulus-access")) else . end) else . end
+  | if .logging.logs then .logging.logs |= del(.["techulus-access"]) else . end'
+
+remove_proxy_config() {
+  [ "$(config_value proxy)" = true ] || return 0
+  local admin live clean count dynamic certs file
+  admin=$(config_value caddyAdminUrl); admin=${admin:-http://127.0.0.1:2019}
+  if live=$(curl -fsS --max-time 5 "$admin/config/" 2>/dev/null) && [ "$live" != null ]; then
+    count=$(printf '%s' "$live" | jq '[.. | objects | ."@id"? // empty | tostring | select(startswith("techulus-"))] | length')
+    if [ "$count" -gt 0 ]; then
+      if $DRY_RUN; then
+        say "  would remove the agent's $count route(s) and certificate(s) from Caddy ($admin)"
+      else
+        clean=$(printf '%s' "$live" | jq -c "$CADDY_WITHOUT_AGENT")
+        curl -fsS --max-time 30 -X POST -H 'Content-Type: application/json' --data-binary "$clean" "$admin/load" >/dev/null \
+          || fail "Caddy at $admin refused its config without the agent's routes; nothing of Caddy was changed"
+        say "  removed the agent's $count route(s) and certificate(s) from Caddy ($admin)"
+      fi
+    fi
+  fi
+  dynamic=$(config_value traefikDynamicDir); dynamic=${dynamic:-/etc/traefik/dynamic}
+  certs="$(dirname "$dynamic")/certs"
+  for file in "$dynamic/routes.yaml" "$dynamic/tls.yaml" "$certs"/*.[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f].{crt,key}; do
+    [ -f "$file" ] || continue
+    if $DRY_RUN; then say "  would remove $file (Traefik)"; else rm -f "$file"; say "  removed $file (Traefik)"; fi
+  done
+}
+
 do_purge() {
   local ids count data network iface run_dir
   data=$(data_dir)
@@ -516,7 +547,7 @@ do_purge() {
   run_dir=$(config_value dnsRunDir); run_dir=${run_dir:-$DEFAULT_DNS_RUN_DIR}
   command -v podman >/dev/null 2>&1 && ids=$(managed_containers) || ids=""
   count=$(printf '%s' "$ids" | grep -c . || true)
-  say "--purge removes the agent, $count managed container(s), the network $network, the data in $data and $CONFIG_DIR"
+  say "--purge removes the agent, $count managed container(s), its proxy routes, the network $network, the data in $data and $CONFIG_DIR"
   if ! $ASSUME_YES && ! $DRY_RUN && { true </dev/tty; } 2>/dev/null; then
     local answer=""
     read -r -p "Type yes to go on: " answer </dev/tty >/dev/tty 2>&1
@@ -530,6 +561,7 @@ do_purge() {
     # shellcheck disable=SC2086 # one id per word
     if $DRY_RUN; then say "  would run: podman rm -f ${ids//$'\n'/ }"; else podman rm -f -t 10 $ids >/dev/null; fi
   fi
+  remove_proxy_config
   if command -v podman >/dev/null 2>&1 && podman network exists "$network" 2>/dev/null; then
     if $DRY_RUN; then say "  would remove the podman network $network"; else podman network rm -f "$network" >/dev/null && say "  removed the podman network $network"; fi
   fi

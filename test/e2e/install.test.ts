@@ -331,9 +331,20 @@ describe.skipIf(insideContainer)("install.sh on a fresh Debian 12 with systemd",
     expect(await containerState()).toBe(`${containerId} running`);
   }, 180_000);
 
-  test("--purge removes the managed containers, the data, the settings and the network: nothing is left", async () => {
+  test("--purge removes the managed containers, the proxy routes, the data, the settings and the network: nothing is left", async () => {
+    // Traefik's files of the agent beside an operator's (this node runs Caddy; the files are planted).
+    await sh(
+      "mkdir -p /etc/traefik/dynamic /etc/traefik/certs && cd /etc/traefik && touch dynamic/routes.yaml dynamic/tls.yaml dynamic/mine.yaml certs/web.localhost.0123456789ab.crt certs/web.localhost.0123456789ab.key certs/operator.crt",
+    );
+    expect(await out("curl -fsS http://127.0.0.1:2019/config/ | grep -o '\"@id\":\"techulus-[^\"]*\"' | wc -l")).not.toBe("0");
     const res = await sh("bash /root/install.sh --purge", { timeoutMs: 180_000 });
     expect(res.stdout).toContain("1 managed container(s)");
+    expect(res.stdout).toMatch(/removed the agent's \d+ route\(s\) and certificate\(s\) from Caddy/);
+    // Caddy runs on with the operator's config (the stock Caddyfile's server) and nothing of the agent's.
+    expect(await out("curl -fsS http://127.0.0.1:2019/config/ | grep -c techulus- || true")).toBe("0");
+    expect(await out("curl -fsS http://127.0.0.1:2019/config/apps/http/servers | jq -r 'keys[]'")).not.toBe("");
+    expect((await sh("curl -sS --max-time 5 -H 'Host: web.localhost' http://127.0.0.1/", { allowFailure: true })).stdout).not.toContain("hello");
+    expect(await out("find /etc/traefik -type f | sort | tr '\\n' ' '")).toBe("/etc/traefik/certs/operator.crt /etc/traefik/dynamic/mine.yaml");
     expect(await out("podman ps -a -q --filter label=techulus.service.id | wc -l")).toBe("0");
     expect(await out("podman network ls --format '{{.Name}}'")).not.toContain("techulus");
     expect(await out("ls -d /var/lib/techulus-agent /etc/techulus-agent /run/techulus-agent /usr/local/bin/agent 2>&1 | grep -c 'No such file'")).toBe("4");
