@@ -12,6 +12,7 @@ import { ReconcileLoop } from "../reconcile/ReconcileLoop.ts";
 import { deployContext } from "../reconcile/deployContext.ts";
 import { ControlPlaneStateSource } from "../reconcile/expectedStateSource.ts";
 import { ensureRegistered } from "../registration.ts";
+import { startCodeTrimmer } from "../residentCode.ts";
 import { normalizePeers } from "../state/normalizePeers.ts";
 import { startWorkQueuePoller } from "../workqueue/startWorkQueuePoller.ts";
 import { startBuildPoller } from "../../builder/BuildPoller.ts";
@@ -102,9 +103,11 @@ export async function runAgent(settings: RunSettings): Promise<void> {
     const accessLogs = settings.logsEndpoint && drivers.proxy ? new AccessLogShipper({ file: settings.accessLog!, format: drivers.proxy.name, shipper }) : undefined;
     await containerLogs?.resume(LOG_CATCH_UP_MS);
     loop.start();
+    const stopTrimming = startCodeTrimmer({ isIdle: () => loop.state === "idle" });
     log.info(`agent started for server ${identity.serverId} (pid ${process.pid}${settings.proxy ? ", proxy node" : ""})`);
 
     await signalled;
+    stopTrimming();
     await Promise.allSettled([loop.stop(), workQueue.stop(), builds.stop()]);
     await containerLogs?.close();
     accessLogs?.stop();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FileLock } from "../../lib/fs/fileLock.ts";
 import { TestControlPlane } from "../support/TestControlPlane.ts";
@@ -349,6 +349,35 @@ describe("agent run against the test control plane (real Podman)", () => {
       const byMsg = (m: string) => logs.lines.find((l) => l._msg === m)!;
       expect(byMsg("hello-stdout")).toMatchObject({ deployment_id: c.deploymentId, service_id: c.serviceId, stream: "stdout", log_type: "container" });
       expect(byMsg("hello-stderr")).toMatchObject({ stream: "stderr", log_type: "container" });
+      expect(await agent.stop()).toBe(0);
+    } finally {
+      if (agent.proc.exitCode === null) await agent.stop("SIGKILL");
+      await runWorld.podman(["rm", "-f", "-t", "0", c.name], { allowFailure: true });
+    }
+  });
+
+  test("idle, it hands the pages of its binary back to the kernel a minute after start", async () => {
+    cp.nextSubnet = runSubnet;
+    const token = cp.issueToken();
+    const c = { ...expectedContainer({ n: 31 }, `${prefix}-trimsvc`), ipAddress: `10.200.${runSubnet}.31` };
+    cp.setExpectedState(cp.serverByToken(token)!.id, { containers: [c] });
+    const agent = startAgentCli(
+      ["run", "--url", cp.url, "--token", token, "--data-dir", join(tmp.path, "trim-data"), "--network-name", `${prefix}-runnet`, "--dns-port", "0", "--wireguard", "off", "--poll-interval", "60", "--work-queue-interval", "60", "--build-poll-interval", "3600"],
+      { env: { ...runWorld.env, AGENT_LOG_LEVEL: "debug" } },
+    );
+    // Resident KiB of the agent binary's code mapping.
+    const codeKb = () => {
+      const blocks = readFileSync(`/proc/${agent.proc.pid}/smaps`, "utf8").split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
+      const code = blocks.find((b) => / r-xp .*\/agent\n/.test(b))!;
+      return Number(/\nRss:\s+(\d+) kB/.exec(code)![1]);
+    };
+    try {
+      await waitFor(async () => (await byName(c.name, runWorld))?.State === "running", 60_000, "the deployment");
+      await agent.waitForLog(/converged/, 30_000);
+      const before = codeKb();
+      await agent.waitForLog(/handed \d+ MiB of the binary's pages back to the kernel/, 90_000);
+      const after = codeKb();
+      expect(after).toBeLessThan(before * 0.8);
       expect(await agent.stop()).toBe(0);
     } finally {
       if (agent.proc.exitCode === null) await agent.stop("SIGKILL");

@@ -1,0 +1,65 @@
+import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { pageOutOwnCode, readOnlyMappingsOf, startCodeTrimmer } from "../../lib/residentCode.ts";
+
+const MAPS = [
+  "00200000-01a40000 r--p 00000000 fd:01 1234                               /usr/local/bin/agent",
+  "01a40000-0684a000 r-xp 01838000 fd:01 1234                               /usr/local/bin/agent",
+  "0684d000-06a22000 rw-p 06644000 fd:01 1234                               /usr/local/bin/agent",
+  "06a22000-07797000 rw-p 06819000 fd:01 1234                               /usr/local/bin/agent",
+  "7f0000000000-7f0000100000 r-xp 00000000 fd:01 99                         /usr/lib/x86_64-linux-gnu/libc.so.6",
+  "7f0000200000-7f0000300000 rw-p 00000000 00:00 0",
+  "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]",
+  "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
+].join("\n");
+
+test("only the binary's own mappings that are never written are paged out", () => {
+  expect(readOnlyMappingsOf(MAPS, "/usr/local/bin/agent")).toEqual([
+    { start: 0x200000n, end: 0x1a40000n },
+    { start: 0x1a40000n, end: 0x684a000n },
+  ]);
+  expect(readOnlyMappingsOf(MAPS, "/usr/local/bin/agent.previous")).toEqual([]);
+  const upgraded = MAPS.replaceAll("/usr/local/bin/agent", "/usr/local/bin/agent (deleted)");
+  expect(readOnlyMappingsOf(upgraded, "/usr/local/bin/agent")).toHaveLength(2);
+  expect(readOnlyMappingsOf("garbage\n\n", "/usr/local/bin/agent")).toEqual([]);
+});
+
+test("a trim hands this process's code pages back to the kernel", () => {
+  const rssFile = () => Number(/RssFile:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))?.[1]);
+  const before = rssFile();
+  const advised = pageOutOwnCode();
+  const after = rssFile();
+  expect(advised).toBeGreaterThan(10 * 2 ** 20);
+  // Some pages come straight back (the code running this test); most of them must not.
+  expect(after).toBeLessThan(before * 0.8);
+});
+
+test("the trimmer trims at its first idle look, then not again before everyMs, and never while busy", async () => {
+  let idle = false;
+  let trims = 0;
+  const stop = startCodeTrimmer({ isIdle: () => idle, checkMs: 10, everyMs: 60_000, trim: () => (trims++, 1) });
+  await Bun.sleep(60);
+  expect(trims).toBe(0);
+  idle = true;
+  await Bun.sleep(60);
+  expect(trims).toBe(1);
+  await Bun.sleep(60);
+  expect(trims).toBe(1);
+  stop();
+});
+
+test("a kernel that refuses is asked once, and the agent goes on", async () => {
+  let asks = 0;
+  const stop = startCodeTrimmer({
+    isIdle: () => true,
+    checkMs: 10,
+    everyMs: 0,
+    trim: () => {
+      asks++;
+      throw new Error("refused");
+    },
+  });
+  await Bun.sleep(80);
+  stop();
+  expect(asks).toBe(1);
+});
