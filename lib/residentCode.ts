@@ -1,5 +1,5 @@
 import { dlopen, FFIType } from "bun:ffi";
-import { readFileSync, realpathSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { errorMessage } from "./errors.ts";
 import { logger } from "./logger.ts";
 
@@ -12,20 +12,35 @@ export interface Mapping {
   end: bigint;
 }
 
+/** A file by its device ("major:minor" in hex, as /proc/PID/maps writes it) and inode. */
+export interface FileIdentity {
+  device: string;
+  inode: number;
+}
+
 /**
- * The mappings of `exe` in a /proc/PID/maps text that the process never writes: its code and
- * read-only data. Writable mappings (data, relocations) are left alone: paging those out would
- * mean swap, not a re-read of the file.
+ * The mappings of `file` in a /proc/PID/maps text that the process never writes: its code and
+ * read-only data. Matched by device and inode, not by path: after an upgrade replaced the file,
+ * the running binary is still mapped, as "… (deleted)". Writable mappings (data, relocations) are
+ * left alone: paging those out would mean swap, not a re-read of the file.
  */
-export function readOnlyMappingsOf(maps: string, exe: string): Mapping[] {
+export function readOnlyMappingsOf(maps: string, file: FileIdentity): Mapping[] {
   const mappings: Mapping[] = [];
   for (const line of maps.split("\n")) {
-    const match = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \d+\s+(.+)$/.exec(line);
-    // After an upgrade replaced the file, the running binary's mappings name it "… (deleted)".
-    if (!match || (match[4] !== exe && match[4] !== `${exe} (deleted)`) || match[3]!.includes("w")) continue;
+    const match = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ ([0-9a-f]+:[0-9a-f]+) (\d+)/.exec(line);
+    if (!match || match[3]!.includes("w") || match[4] !== file.device || Number(match[5]) !== file.inode) continue;
     mappings.push({ start: BigInt(`0x${match[1]}`), end: BigInt(`0x${match[2]}`) });
   }
   return mappings;
+}
+
+/** The running binary's identity (/proc/self/exe follows the mapped file, even when deleted). */
+function ownBinary(): FileIdentity {
+  const st = statSync("/proc/self/exe", { bigint: true });
+  // glibc's encoding of dev_t: the major number's low 12 bits at 8, the minor's low 8 bits at 0.
+  const major = Number(((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn));
+  const minor = Number((st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn));
+  return { device: `${major.toString(16).padStart(2, "0")}:${minor.toString(16).padStart(2, "0")}`, inode: Number(st.ino) };
 }
 
 let libc: { symbols: { madvise: (addr: bigint, length: bigint, advice: number) => number } } | undefined;
@@ -40,7 +55,7 @@ let libc: { symbols: { madvise: (addr: bigint, length: bigint, advice: number) =
 export function pageOutOwnCode(): number {
   libc ??= dlopen("libc.so.6", { madvise: { args: [FFIType.u64, FFIType.u64, FFIType.i32], returns: FFIType.i32 } }) as never;
   let advised = 0;
-  for (const { start, end } of readOnlyMappingsOf(readFileSync("/proc/self/maps", "utf8"), realpathSync(process.execPath))) {
+  for (const { start, end } of readOnlyMappingsOf(readFileSync("/proc/self/maps", "utf8"), ownBinary())) {
     if (libc!.symbols.madvise(start, end - start, MADV_PAGEOUT) !== 0) throw new Error("the kernel refused madvise(MADV_PAGEOUT) (Linux 5.4 or later has it)");
     advised += Number(end - start);
   }

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readFileSync, realpathSync, statSync } from "node:fs";
 import { pageOutOwnCode, readOnlyMappingsOf, startCodeTrimmer } from "../../lib/residentCode.ts";
 
 const MAPS = [
@@ -13,15 +13,27 @@ const MAPS = [
   "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
 ].join("\n");
 
-test("only the binary's own mappings that are never written are paged out", () => {
-  expect(readOnlyMappingsOf(MAPS, "/usr/local/bin/agent")).toEqual([
+test("only the binary's own mappings that are never written are paged out, found by device and inode", () => {
+  const agent = { device: "fd:01", inode: 1234 };
+  expect(readOnlyMappingsOf(MAPS, agent)).toEqual([
     { start: 0x200000n, end: 0x1a40000n },
     { start: 0x1a40000n, end: 0x684a000n },
   ]);
-  expect(readOnlyMappingsOf(MAPS, "/usr/local/bin/agent.previous")).toEqual([]);
-  const upgraded = MAPS.replaceAll("/usr/local/bin/agent", "/usr/local/bin/agent (deleted)");
-  expect(readOnlyMappingsOf(upgraded, "/usr/local/bin/agent")).toHaveLength(2);
-  expect(readOnlyMappingsOf("garbage\n\n", "/usr/local/bin/agent")).toEqual([]);
+  // Replaced by an upgrade while running: still the same mapped file.
+  expect(readOnlyMappingsOf(MAPS.replaceAll("/usr/local/bin/agent", "/usr/local/bin/agent (deleted)"), agent)).toHaveLength(2);
+  expect(readOnlyMappingsOf(MAPS, { device: "fd:01", inode: 4321 })).toEqual([]);
+  expect(readOnlyMappingsOf(MAPS, { device: "fd:02", inode: 1234 })).toEqual([]);
+  expect(readOnlyMappingsOf("garbage\n\n", agent)).toEqual([]);
+});
+
+test("/proc/self/maps names this process's binary by the device and inode the trim looks for", () => {
+  const st = statSync("/proc/self/exe");
+  const maps = readFileSync("/proc/self/maps", "utf8");
+  const line = maps.split("\n").find((l) => l.includes(" r-xp ") && l.endsWith(realpathSync("/proc/self/exe")))!;
+  const [, device, inode] = /^\S+ \S+ \S+ (\S+) (\d+)/.exec(line)!;
+  expect(Number(inode)).toBe(st.ino);
+  expect(pageOutOwnCode()).toBeGreaterThan(0);
+  expect(readOnlyMappingsOf(maps, { device: device!, inode: st.ino }).length).toBeGreaterThan(0);
 });
 
 test("a trim hands this process's code pages back to the kernel", () => {
