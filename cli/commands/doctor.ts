@@ -18,7 +18,7 @@ export function doctorCommand(): Command {
     .option("--agent-log <file>", "where the agent's output goes, when systemd's journal does not have it (default: journalctl -u techulus-agent)")
     .option("--json", "print the results as JSON on stdout (no screen)")
     .option("--bundle <file>", "write a .tar.gz for a bug report (check results, agent log, podman, WireGuard, proxy, DNS, config; secrets redacted); no screen, fixes only with --fix")
-    .option("--fix", "apply every proposed fix without asking, then check again")
+    .option("--fix [checks...]", "apply every proposed fix without asking, then check again; with check ids (e.g. --fix service.unit drift), only theirs")
     .option("--yes", "do not ask before applying: on a terminal enter applies the selection at once; without one, same as --fix");
   addSettingOptions(cmd, SETTINGS);
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
@@ -27,6 +27,7 @@ export function doctorCommand(): Command {
       subnetId = Number(opts.subnetId);
       if (!Number.isInteger(subnetId) || subnetId < 0 || subnetId > 255) throw new UsageError(`--subnet-id: must be an integer 0-255 (got ${JSON.stringify(opts.subnetId)})`);
     }
+    const only = fixSelection(opts.fix);
     // A bad --bundle path is refused before anything runs or is written.
     const bundlePath = opts.bundle === undefined ? undefined : checkBundlePath(String(opts.bundle));
     const settings = settingsFor(command, SETTINGS);
@@ -34,14 +35,15 @@ export function doctorCommand(): Command {
     const session = new DoctorSession(doctorChecks, ctx);
     if (bundlePath !== undefined) {
       try {
-        await runDoctorBundle(session, ctx, { path: bundlePath, json: Boolean(opts.json), fix: Boolean(opts.fix), applyAll });
+        await runDoctorBundle(session, ctx, { path: bundlePath, json: Boolean(opts.json), fix: Boolean(opts.fix), applyAll: (s, onOutcome) => applyAll(s, only, onOutcome) });
       } finally {
         await session.close();
       }
       process.exitCode = session.exitCode();
       return;
     }
-    const interactive = !opts.json && Boolean(process.stdout.isTTY) && Boolean(process.stdin.isTTY);
+    // Fixes named on the command line are a script's choice: no screen to choose on.
+    const interactive = !opts.json && !only && Boolean(process.stdout.isTTY) && Boolean(process.stdin.isTTY);
     const fix = Boolean(opts.fix) || (!interactive && Boolean(opts.yes));
     try {
       if (interactive) {
@@ -51,12 +53,13 @@ export function doctorCommand(): Command {
         await runDoctorScreen(session, { autoFix: fix, assumeYes: Boolean(opts.yes), subtitle });
       } else if (opts.json) {
         await session.runAll();
-        const outcomes = fix ? await applyAll(session) : undefined;
+        const outcomes = fix ? await applyAll(session, only) : undefined;
         printJson(doctorReport(session, outcomes));
       } else {
         await session.runAll((r) => printResult(formatResultLines(r).join("\n")));
         if (fix) {
-          await applyAll(session, (o) => {
+          for (const id of only ?? []) if (!session.proposedFixes().some((f) => f.checkId === id && f.automatic)) printResult(`nothing to apply for ${id}: ${whyNoFix(session, id)}`);
+          await applyAll(session, only, (o) => {
             printResult(formatOutcome(o));
             const after = session.results().find((r) => r.id === o.checkId);
             if (after) printResult(formatResultLines(after).join("\n"));
@@ -74,10 +77,26 @@ export function doctorCommand(): Command {
   return cmd;
 }
 
-function applyAll(session: DoctorSession, onOutcome?: (o: FixOutcome) => void): Promise<FixOutcome[]> {
+/** The check ids given to --fix, undefined for all of them; an unknown id is a usage error. */
+function fixSelection(value: unknown): string[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  const known = new Set(doctorChecks.map((c) => c.id));
+  const unknown = value.filter((id) => !known.has(String(id)));
+  if (unknown.length > 0) throw new UsageError(`--fix: no check ${unknown.map((id) => JSON.stringify(id)).join(", ")}; the checks are ${[...known].join(", ")}`);
+  return value.map(String);
+}
+
+function whyNoFix(session: DoctorSession, id: string): string {
+  const result = session.results().find((r) => r.id === id);
+  if (!result) return "the check did not run";
+  if (result.status !== "warn" && result.status !== "fail") return `the check is ${result.status}`;
+  return result.fix ? "its fix is by hand (see above)" : "it has no fix";
+}
+
+function applyAll(session: DoctorSession, only: readonly string[] | undefined, onOutcome?: (o: FixOutcome) => void): Promise<FixOutcome[]> {
   const ids = session
     .proposedFixes()
-    .filter((f) => f.automatic)
+    .filter((f) => f.automatic && (!only || only.includes(f.checkId)))
     .map((f) => f.checkId);
   return session.applyFixes(ids, onOutcome);
 }

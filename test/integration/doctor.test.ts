@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DataDir } from "../../lib/datadir/DataDir.ts";
 import { ensureRegistered } from "../../lib/registration.ts";
@@ -210,6 +210,36 @@ describe("agent doctor against the control plane", () => {
 });
 
 describe("agent doctor --state (no control plane)", () => {
+  test("--fix with check ids applies only theirs; an unknown id exits 2 and changes nothing", async () => {
+    const dir = dataDir();
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o755);
+    const stateFile = join(dir, "..", "state.json");
+    const wanted = container(4);
+    writeFileSync(stateFile, JSON.stringify({ containers: [wanted] }));
+    try {
+      const bad = await runAgentCli(["doctor", "--data-dir", dir, "--state", stateFile, "--dns-port", "0", "--wireguard", "off", "--fix", "datadir.dir", "nosuch.check"], { env: iso.env });
+      expect(bad.exitCode).toBe(2);
+      expect(bad.stderr).toContain('--fix: no check "nosuch.check"; the checks are ');
+      expect(bad.stderr).toContain("datadir.dir");
+      expect(statSync(dir).mode & 0o777).toBe(0o755);
+
+      const res = await doctor(["--data-dir", dir, "--state", stateFile, "--fix", "datadir.dir", "host.root"]);
+      expect(res.report.fixes?.map((f) => [f.checkId, f.applied, f.statusAfter])).toEqual([["datadir.dir", true, "ok"]]);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      // The drift had a fix too, not chosen: nothing was deployed.
+      expect(check(res.report, "drift").status).toBe("warn");
+      expect(await isoContainers()).toEqual([]);
+
+      // Without --json, a chosen check with nothing to apply says why.
+      const text = await runAgentCli(["doctor", "--data-dir", dir, "--state", stateFile, "--dns-port", "0", "--wireguard", "off", "--wireguard-interface", wgInterface, "--fix", "datadir.dir"], { env: iso.env, timeoutMs: 120_000 });
+      expect(text.stdout).toContain("nothing to apply for datadir.dir: the check is ok");
+      expect(await isoContainers()).toEqual([]);
+    } finally {
+      await removeIsoContainers();
+    }
+  }, 180_000);
+
   test("drift against a local file is explained and fixed; an invalid file fails the check", async () => {
     const dir = dataDir();
     const stateFile = join(dir, "..", "state.json");
