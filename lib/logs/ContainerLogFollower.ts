@@ -5,7 +5,7 @@ import { PodmanApiError, type PodmanApi } from "../podman/PodmanApi.ts";
 import { abortableSleep, backoffDelay, type BackoffPolicy } from "../retry.ts";
 import { K8sFileLogParser, type K8sFileLogEntry } from "./K8sFileLogParser.ts";
 import { LibpodLogDecoder } from "./LibpodLogDecoder.ts";
-import type { LogPositionStore, LineMark } from "./LogPositionStore.ts";
+import type { FileSpot, LogPositionStore, LineMark } from "./LogPositionStore.ts";
 import type { LogOrigin, LogShipper } from "./LogShipper.ts";
 import type { MonotonicStamps } from "./logTimestamp.ts";
 
@@ -28,6 +28,8 @@ export interface ManagedContainerLogs {
 export interface LogPosition {
   seconds?: number;
   linesInSecond: number;
+  /** Where in the k8s-file log the lines of `seconds` start at the latest (a restart reads from there). */
+  file?: FileSpot;
 }
 
 export type FollowerState = "connecting" | "following" | "waiting" | "gone" | "stopped";
@@ -172,7 +174,7 @@ export class ContainerLogFollower implements LogOrigin {
     if (container.deploymentId) base.deployment_id = container.deploymentId;
     // Frozen: the shipper serialises the fields of a frozen object once.
     const fields = { stdout: Object.freeze({ ...base, stream: "stdout" }), stderr: Object.freeze({ ...base, stream: "stderr" }) };
-    return (stream, text, lineSeconds, lineMs) => {
+    return (stream, text, lineSeconds, lineMs, spot) => {
       const now = Date.now();
       const seconds = lineSeconds ?? (lineMs === undefined ? Math.floor(now / 1000) : Math.floor(lineMs / 1000));
       if (fromPosition && (seconds < since || (seconds === resumeSecond && toSkip-- > 0))) return;
@@ -180,10 +182,11 @@ export class ContainerLogFollower implements LogOrigin {
       else {
         position.seconds = seconds;
         position.linesInSecond = 1;
+        position.file = spot;
       }
       // The file's stamp is exact; the API's has whole seconds, where the arrival time is the better guess.
       const stamp = stamps.next(lineMs ?? (Math.floor(now / 1000) === seconds ? now : seconds * 1000));
-      const mark: LineMark = { seconds, linesInSecond: position.linesInSecond, ms: stamp.ms, subMsNanos: stamp.subMsNanos };
+      const mark: LineMark = { seconds, linesInSecond: position.linesInSecond, ms: stamp.ms, subMsNanos: stamp.subMsNanos, ...(position.file ? { file: position.file } : {}) };
       shipper.push({ msg: text, time: new Date(stamp.ms), subMsNanos: stamp.subMsNanos, fields: fields[stream], origin: this, mark });
       onShipped();
     };
@@ -207,8 +210,11 @@ export class ContainerLogFollower implements LogOrigin {
     const ino = fstatSync(fd).ino;
     // Where the last read of this same file stopped, with its partial lines: no need to read it all again.
     const kept = this.fileCursor;
+    // A first read after a restart starts where the position's second starts in this same file.
+    const hint = this.options.position.file;
+    const start = !kept && hint?.ino === ino && fstatSync(fd).size >= hint.offset ? hint.offset : 0;
     const cursor: FileCursor =
-      kept && kept.path === path && kept.ino === ino && fstatSync(fd).size >= kept.offset ? kept : { path, ino, offset: 0, parser: new K8sFileLogParser() };
+      kept && kept.path === path && kept.ino === ino && fstatSync(fd).size >= kept.offset ? kept : { path, ino, offset: start, clean: start, parser: new K8sFileLogParser() };
     this.fileCursor = cursor;
     this.current = "following";
     const ship = this.shipping(onShipped, cursor !== kept);
@@ -231,6 +237,10 @@ export class ContainerLogFollower implements LogOrigin {
             if (carry === buf.length) buf = Buffer.concat([buf, Buffer.allocUnsafe(buf.length)]); // an entry longer than a read
             continue;
           }
+          // Every line before a chunk that starts on no partial line is of an earlier second than the
+          // lines of a second that begins in this chunk: a restart may read from there.
+          if (!cursor.parser.midLine) cursor.clean = cursor.offset;
+          const spot: FileSpot = { ino: cursor.ino, offset: cursor.clean };
           cursor.parser.parse(buf.toString("utf8", 0, lastNl + 1), collect);
           cursor.offset += lastNl + 1;
           carry = total - lastNl - 1;
@@ -248,7 +258,7 @@ export class ContainerLogFollower implements LogOrigin {
             for (const end = Math.min(entries.length, i + SHIP_SLICE); i < end && chars < SHIP_SLICE_CHARS; i++) {
               const e = entries[i]!;
               chars += e.text.length;
-              ship(e.stream, e.text, undefined, e.ms);
+              ship(e.stream, e.text, undefined, e.ms, spot);
             }
           }
           entries.length = 0;
@@ -267,13 +277,14 @@ export class ContainerLogFollower implements LogOrigin {
             fd = -1;
             return "ended";
           }
-          Object.assign(cursor, { ino: fstatSync(fd).ino, offset: 0 });
+          Object.assign(cursor, { ino: fstatSync(fd).ino, offset: 0, clean: 0 });
           cursor.parser.reset();
           carry = 0;
           continue;
         }
         if (fstatSync(fd).size < cursor.offset + carry) {
           cursor.offset = 0;
+          cursor.clean = 0;
           cursor.parser.reset();
           carry = 0;
           continue;
@@ -322,13 +333,15 @@ export class ContainerLogFollower implements LogOrigin {
   }
 }
 
-type Ship = (stream: "stdout" | "stderr", text: string, seconds: number | undefined, ms: number | undefined) => void;
+type Ship = (stream: "stdout" | "stderr", text: string, seconds: number | undefined, ms: number | undefined, spot?: FileSpot) => void;
 
 interface FileCursor {
   path: string;
   ino: number;
   /** Bytes of the file parsed (whole entries); the parser holds the partial lines among them. */
   offset: number;
+  /** The latest offset read from that was on no partial line. */
+  clean: number;
   parser: K8sFileLogParser;
 }
 

@@ -133,7 +133,7 @@ export class ContainerLogStreamer {
     const position: LogPosition =
       record.seconds === undefined
         ? { seconds: Math.max(record.since ?? this.sinceSeconds, floor), linesInSecond: 0 }
-        : record.seconds < floor ? { seconds: floor, linesInSecond: 0 } : { seconds: record.seconds, linesInSecond: record.linesInSecond };
+        : record.seconds < floor ? { seconds: floor, linesInSecond: 0 } : { seconds: record.seconds, linesInSecond: record.linesInSecond, ...(record.file ? { file: record.file } : {}) };
     const stamps = new MonotonicStamps(record.lastMs === undefined ? undefined : { ms: record.lastMs, subMsNanos: record.lastSubMsNanos ?? 0 });
     return { position, stamps };
   }

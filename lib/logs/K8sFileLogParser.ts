@@ -98,6 +98,11 @@ export class K8sFileLogParser {
     }
   }
 
+  /** True while a line's final entry has not come yet: a read starting here would cut that line. */
+  get midLine(): boolean {
+    return this.pending.stdout !== undefined || this.pending.stderr !== undefined;
+  }
+
   /** Forgets partial lines (the file was replaced or truncated). */
   reset(): void {
     this.pending.stdout = undefined;

@@ -20,7 +20,18 @@ export interface ContainerLogRecord {
   linesInSecond: number;
   lastMs?: number;
   lastSubMsNanos?: number;
+  /** Where the log file can be read from again: no line of `seconds` or later comes before it. */
+  file?: FileSpot;
   dropped: number;
+}
+
+/**
+ * A byte offset in one log file (by inode) before which every line is of an earlier second than
+ * the position: a restart reads from there instead of from the file's start.
+ */
+export interface FileSpot {
+  ino: number;
+  offset: number;
 }
 
 /** What a shipped line carries, handed back on acknowledgement. */
@@ -29,6 +40,7 @@ export interface LineMark {
   linesInSecond: number;
   ms: number;
   subMsNanos: number;
+  file?: FileSpot;
 }
 
 const recordSchema = z.object({
@@ -39,6 +51,7 @@ const recordSchema = z.object({
   linesInSecond: z.number().int().nonnegative(),
   lastMs: z.number().optional(),
   lastSubMsNanos: z.number().int().nonnegative().optional(),
+  file: z.object({ ino: z.number().int().nonnegative(), offset: z.number().int().nonnegative() }).optional(),
   dropped: z.number().int().nonnegative(),
 });
 const fileSchema = z.object({ version: z.literal(1), containers: z.record(z.string(), recordSchema) });
@@ -89,6 +102,8 @@ export class LogPositionStore {
     record.linesInSecond = mark.linesInSecond;
     record.lastMs = mark.ms;
     record.lastSubMsNanos = mark.subMsNanos;
+    if (mark.file) record.file = mark.file;
+    else delete record.file;
     this.queueSave();
   }
 

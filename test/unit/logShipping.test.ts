@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { appendFileSync, mkdtempSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, openSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ContainerLogFollower } from "../../lib/logs/ContainerLogFollower.ts";
+import { ContainerLogFollower, type LogPosition } from "../../lib/logs/ContainerLogFollower.ts";
 import { LogPositionStore } from "../../lib/logs/LogPositionStore.ts";
 import type { LogShipper } from "../../lib/logs/LogShipper.ts";
 import { MonotonicStamps } from "../../lib/logs/logTimestamp.ts";
@@ -257,4 +257,92 @@ describe("ContainerLogFollower reading a k8s-file log (a file written by the tes
       rmSync(dir, { recursive: true, force: true });
     }
   }, 20_000);
+});
+
+describe("ContainerLogFollower resuming a k8s-file log after a restart", () => {
+  const S0 = Math.floor(Date.now() / 1000) - 30;
+  const at = (second: number, ms: number) => new Date((S0 + second) * 1000 + ms).toISOString().replace("Z", "000000+00:00");
+  const entry = (second: number, ms: number, text: string, tag = "F") => `${at(second, ms)} stdout ${tag} ${text}\n`;
+
+  function follow(file: string, store: LogPositionStore, position: LogPosition) {
+    const lines: Array<{ msg: string; mark: unknown }> = [];
+    const api = { call: async () => ({ status: 200, text: JSON.stringify({ HostConfig: { LogConfig: { Type: "k8s-file", Path: file } } }) }) };
+    const shipper: LogShipper = {
+      push: (line) => void lines.push({ msg: line.msg, mark: line.mark }),
+      flush: async () => undefined,
+      close: async () => undefined,
+      stats: () => ({ sent: 0, dropped: 0, pending: 0 }),
+    };
+    store.track("c1", { serviceId: "s1" }, S0 - 30);
+    const follower = new ContainerLogFollower({
+      container: { id: "c1", serviceId: "s1" },
+      api: api as unknown as PodmanApi,
+      shipper,
+      sinceSeconds: S0 - 30,
+      position,
+      stamps: new MonotonicStamps(),
+      store,
+      reconnect: { attempts: Infinity, baseMs: 50, maxMs: 100 },
+    });
+    const until = async (n: number) => {
+      for (let i = 0; i < 300 && lines.length < n; i++) await Bun.sleep(10);
+      expect(lines).toHaveLength(n);
+    };
+    return { lines, follower, until };
+  }
+
+  test("reads from where the acknowledged second starts in the file, not from its start", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "k8s-resume-"));
+    const file = join(dir, "ctr.log");
+    const part1 = entry(0, 1, "a1") + entry(0, 2, "a2") + entry(1, 1, "a3");
+    writeFileSync(file, part1);
+    const store = LogPositionStore.open();
+    try {
+      const first = follow(file, store, { linesInSecond: 0 });
+      await first.until(3);
+      appendFileSync(file, entry(2, 1, "b1") + entry(2, 2, "b2") + entry(2, 3, "b3") + entry(3, 1, "c1"));
+      await first.until(7);
+      first.follower.acknowledged(first.lines[4]!.mark); // b2
+      await first.follower.stop();
+      const record = store.get("c1")!;
+      expect(record).toMatchObject({ seconds: S0 + 2, linesInSecond: 2, file: { ino: statSync(file).ino, offset: Buffer.byteLength(part1) } });
+
+      // The bytes before that offset now say something else (same length, same inode): a read from
+      // the file's start would count this line of the resumed second and ship b2 again.
+      const head = `${at(2, 0)} stdout F `;
+      writeSync(openSync(file, "r+"), head + "x".repeat(Buffer.byteLength(part1) - head.length - 1) + "\n", 0);
+      const second = follow(file, store, { seconds: record.seconds, linesInSecond: record.linesInSecond, file: record.file });
+      await second.until(2);
+      await Bun.sleep(200);
+      expect(second.lines.map((l) => l.msg)).toEqual(["b3", "c1"]);
+      await second.follower.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a read that began on a partial line is no place to resume from: the offset stays where a whole line began", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "k8s-resume-"));
+    const file = join(dir, "ctr.log");
+    writeFileSync(file, entry(0, 1, "a1") + entry(1, 1, "long ", "P"));
+    const store = LogPositionStore.open();
+    try {
+      const first = follow(file, store, { linesInSecond: 0 });
+      await first.until(1);
+      appendFileSync(file, entry(1, 2, "line") + entry(2, 1, "b1"));
+      await first.until(3);
+      expect(first.lines.map((l) => l.msg)).toEqual(["a1", "long line", "b1"]);
+      first.follower.acknowledged(first.lines[2]!.mark);
+      await first.follower.stop();
+      expect(store.get("c1")).toMatchObject({ seconds: S0 + 2, linesInSecond: 1, file: { offset: 0 } });
+      const second = follow(file, store, { seconds: S0 + 2, linesInSecond: 1, file: store.get("c1")!.file });
+      appendFileSync(file, entry(2, 2, "b2"));
+      await second.until(1);
+      await Bun.sleep(200);
+      expect(second.lines.map((l) => l.msg)).toEqual(["b2"]);
+      await second.follower.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
