@@ -151,8 +151,13 @@ async function runRssRows(store: IsolatedPodman, subnet: number) {
   const atTen = samples.find((s) => s.at >= 600) ?? samples.at(-1)!;
   const last = samples.at(-1)!;
   const minutes = (s: { at: number }) => Math.round(s.at / 60);
-  row(`agent run RSS after ${minutes(atTen)} min, ${running}/20 containers`, mib(atTen.rss), "—", undefined, "≤ 50 MiB (after 10 min)", atTen.at >= 600 ? atTen.rss <= 50 : undefined);
-  if (last !== atTen) row(`agent run RSS after ${minutes(last)} min`, mib(last.rss), "—", undefined, "≤ 50 MiB", last.rss <= 50);
+  row(`agent run RSS at ${minutes(atTen)} min, ${running}/20 containers`, mib(atTen.rss), "—", undefined, "≤ 50 MiB (after 10 min)", atTen.at >= 600 ? atTen.rss <= 50 : undefined);
+  // The trims make a sawtooth: the budget holds only if its highest tooth does.
+  const later = samples.filter((s) => s.at >= 600);
+  if (later.length > 1) {
+    const peak = later.reduce((a, b) => (b.rss > a.rss ? b : a));
+    row(`agent run RSS, highest from 10 to ${minutes(last)} min`, mib(peak.rss), `at ${minutes(peak)} min`, undefined, "≤ 50 MiB", peak.rss <= 50);
+  }
   // Growth: the heap (anonymous pages) in the last third of the samples against the first third
   // after start-up. The binary's pages come and go with the trims (lib/residentCode.ts).
   const third = Math.max(1, Math.floor(samples.length / 3));
@@ -161,6 +166,7 @@ async function runRssRows(store: IsolatedPodman, subnet: number) {
   row(`agent run heap growth, ${redeploys} redeploys of 2`, `${(late - early).toFixed(1)} MiB`, `early ${mib(early)}, late ${mib(late)}`, undefined, "none over an hour", undefined);
   console.log(`agent run at the end: ${mib(last.file)} pages of the binary and other files, ${mib(last.anon)} heap and stacks`);
   console.log(`agent run RSS samples (s: MiB): ${samples.map((s) => `${s.at.toFixed(0)}: ${s.rss.toFixed(1)}`).join(", ")}`);
+  console.log(`agent run heap samples (s: MiB): ${samples.map((s) => `${s.at.toFixed(0)}: ${s.anon.toFixed(1)}`).join(", ")}`);
 }
 
 function releaseSizeRow(floor: string) {

@@ -67,17 +67,17 @@ export interface CodeTrimmerOptions {
   isIdle: () => boolean;
   /** How often to look (default 60 s); a trim happens at the first idle look, then every `everyMs`. */
   checkMs?: number;
-  /** Least time between trims (default 10 min): pages of a redeploy since the last one go too. */
+  /** Least time between trims (default 3 min): pages of a redeploy since the last one go too. */
   everyMs?: number;
-  /** What a trim does (default pageOutOwnCode). */
+  /** What a trim does (default: a full garbage collection, which returns freed heap pages, then pageOutOwnCode). */
   trim?: () => number;
 }
 
 /** Trims the agent's resident code while `agent run` idles; returns the function that stops it. */
 export function startCodeTrimmer(options: CodeTrimmerOptions): () => void {
-  const everyMs = options.everyMs ?? 10 * 60_000;
+  const everyMs = options.everyMs ?? 3 * 60_000;
   let lastTrim = -Infinity;
-  const trim = options.trim ?? pageOutOwnCode;
+  const trim = options.trim ?? (() => (Bun.gc(true), pageOutOwnCode()));
   let refused = false;
   const timer = setInterval(() => {
     if (refused || !options.isIdle() || Date.now() - lastTrim < everyMs) return;
