@@ -1,7 +1,6 @@
 import { expect, test } from "bun:test";
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pageOutOwnCode, readOnlyMappingsOf, startCodeTrimmer } from "../../lib/residentCode.ts";
 
 const MAPS = [
@@ -39,8 +38,9 @@ test("/proc/self/maps names this process's binary by the device and inode the tr
 
 test("a trim hands the process's code pages back to the kernel", async () => {
   // A copy of the runtime of its own: pages another process maps too (this test runner's, a bench's)
-  // are not reclaimed, by design.
-  const dir = mkdtempSync(join(tmpdir(), "resident-code-"));
+  // are not reclaimed, by design. Beside the original, not in the temp folder: a binary on tmpfs
+  // (a systemd root's /tmp) is shared memory, which has no file to be read back from.
+  const dir = mkdtempSync(join(dirname(realpathSync(process.execPath)), ".resident-code-"));
   try {
     const runtime = join(dir, "bun");
     copyFileSync(process.execPath, runtime);
