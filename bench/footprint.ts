@@ -63,16 +63,11 @@ async function floorBinary(): Promise<string> {
   return outfile;
 }
 
-function rssOf(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-}
-
-/** What the resident set is made of: the binary's own pages (file) and the heaps (anon), in MiB. */
-function rssParts(pid: number): { file: number; anon: number } {
+/** The resident set of `pid` and what it is made of: the binary's own pages (file) and the heaps (anon), in MiB. */
+function residentSet(pid: number): { rss: number; file: number; anon: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024;
-  return { file: kb("RssFile"), anon: kb("RssAnon") };
+  return { rss: kb("VmRSS"), file: kb("RssFile"), anon: kb("RssAnon") };
 }
 
 async function startupRows(floor: string) {
@@ -138,7 +133,7 @@ async function runRssRows(store: IsolatedPodman, subnet: number) {
       await Bun.sleep(10_000);
       if (agent.exitCode !== null) throw new Error(`agent run exited ${agent.exitCode}`);
       const at = (Date.now() - started) / 1000;
-      samples.push({ at, rss: rssOf(agent.pid), ...rssParts(agent.pid) });
+      samples.push({ at, ...residentSet(agent.pid) });
       if (Math.floor(at / 300) > redeploys) setRound(++redeploys);
     }
   } finally {
@@ -150,7 +145,7 @@ async function runRssRows(store: IsolatedPodman, subnet: number) {
   if (running < 20) console.log(`agent run deployed ${running}/20; its log ends:\n${readFileSync(join(work, "run.log"), "utf8").split("\n").slice(-15).join("\n")}`);
   const atTen = samples.find((s) => s.at >= 600) ?? samples.at(-1)!;
   const last = samples.at(-1)!;
-  const minutes = (s: { at: number }) => Math.round(s.at / 60);
+  const minutes = (s: { at: number }) => Math.round(s.at / 6) / 10;
   row(`agent run RSS at ${minutes(atTen)} min, ${running}/20 containers`, mib(atTen.rss), "—", undefined, "≤ 50 MiB (after 10 min)", atTen.at >= 600 ? atTen.rss <= 50 : undefined);
   // The trims make a sawtooth: the budget holds only if its highest tooth does.
   const later = samples.filter((s) => s.at >= 600);
